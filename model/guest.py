@@ -1,0 +1,236 @@
+"""The guest side of a vCPU: a stack of frames, interrupts, and a guest scheduler.
+
+Guest tasks are generators that yield *ops*; this module interprets them.
+An op either completes at once (the generator is resumed immediately), pushes
+a frame of work or spinning, or hands control to a mechanism module that
+resumes the task later through ``advance``:
+
+- ``("run", ns, kernel)``: execute ``ns`` of work at full speed.
+- ``("block",)``: sleep until another task calls :func:`wake_task`.
+- ``("wake", task)``: wake a task (a RESCHEDULE IPI when it must).
+- ``("call", fn, *args)``: ``fn(h, task, *args)`` takes over; it calls
+  ``advance(h, task, value)`` when the task may go on.
+
+Interrupts are taken when the top frame is not itself a handler; a handler is
+pushed as a WORK frame on top of whatever runs and its completion callback
+runs when it ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+from model import apic, kvm, spin, timer
+from model.vcpu import GUEST, IDLE, SPIN, WORK, Frame, Irq, Task, Vcpu
+
+# Guest scheduler costs (named, assumed): a guest context switch and the
+# wake-up path of try_to_wake_up inside the guest.
+GUEST_SWITCH_NS = 1_000  # assumed: guest __schedule() between two tasks
+WAKE_SCAN_LIMIT = 4  # select_idle_cpu scans a few CPUs of the LLC, not all
+
+
+# -- executing frames ------------------------------------------------------------
+
+
+def pause(h, v: Vcpu) -> None:
+    """Stop executing the top frame (the vCPU leaves the guest): book its progress."""
+    start = v.seg_start
+    if start < 0:
+        return
+    now = h.engine.now
+    f = v.frames[-1]
+    if f.kind == WORK:
+        h.engine.cancel(v.seg_event)
+        f.remaining -= (now - start) * v.speed
+        if f.remaining < 0:
+            f.remaining = 0.0
+    elif f.kind == SPIN:
+        h.engine.cancel(v.seg_event)
+        _book_spin(v, f, now - start)
+    v.seg_event = None
+    v.seg_start = -1
+
+
+def _book_spin(v: Vcpu, f: Frame, ns: int) -> None:
+    v.spin_ns += ns
+    if f.spin_kind == "csfm":
+        v.csfm_ns += ns
+
+
+def resume(h, v: Vcpu) -> None:
+    """Execute the top frame (the vCPU is in GUEST and executes nothing)."""
+    now = h.engine.now
+    frames = v.frames
+    if v.irr and not frames[-1].handler:
+        _push_handler(h, v, v.irr.popleft())
+    f = frames[-1]
+    if f.kind == WORK:
+        v.seg_start = now
+        sib = v.pcpu.sibling
+        v.speed = h.prof.smt_speed if sib is not None and h.pcpus[sib].curr is not None else 1.0
+        v.seg_event = h.engine.after(math.ceil(f.remaining / v.speed), _work_done, h, v, f)
+    elif f.kind == SPIN:
+        v.seg_start = now
+        spin.spinning(h, v, f)
+    else:  # IDLE
+        if v.gq:
+            frames.pop()
+            _run_next_task(h, v)
+            return
+        v.seg_start = now
+        if h.sc.vm.idle == "hlt" and not h.sc.vm.hlt_passthrough:
+            kvm.hlt(h, v)
+
+
+def _work_done(h, v: Vcpu, f: Frame) -> None:
+    v.seg_event = None
+    v.seg_start = -1
+    v.frames.pop()
+    if f.on_done is not None:
+        f.on_done()
+    if v.state == GUEST and v.seg_start < 0:
+        resume(h, v)
+
+
+def take_pending(h, v: Vcpu) -> None:
+    """An interrupt arrived while in GUEST: take it now unless a handler runs."""
+    if v.frames[-1].handler:
+        return
+    pause(h, v)
+    resume(h, v)
+
+
+def _push_handler(h, v: Vcpu, irq: Irq) -> None:
+    if irq.sent_ns >= 0:
+        h.stats.ipi_handled(v, h.engine.now - irq.sent_ns)
+    v.frames.append(Frame(WORK, remaining=irq.cost_ns, kernel=True, on_done=irq.on_handled, handler=True))
+
+
+def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
+    """The condition a SPIN frame waits for is met: it finishes when next executed."""
+    if f.kind != SPIN:
+        return
+    executing = v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST
+    if executing:
+        pause(h, v)
+    if f.spin_started >= 0:
+        h.stats.spin_wait(v, f.spin_kind, h.engine.now - f.spin_started)
+    f.kind = WORK
+    f.remaining = 0.0
+    f.on_done = on_done
+    if executing:
+        resume(h, v)
+
+
+def in_kernel(v: Vcpu) -> bool:
+    """The guest's CPL when the vCPU was interrupted (preempted_in_kernel).
+
+    No frame at all means the vCPU left in the middle of an op (a syscall's
+    ICR write, say): it was in the kernel."""
+    return not v.frames or v.frames[-1].kernel
+
+
+# -- tasks and the guest scheduler -------------------------------------------------
+
+
+def start_task(h, task: Task) -> None:
+    """Make a new task runnable on its vCPU at time 0."""
+    task.vcpu.gq.append(task)
+
+
+def _run_next_task(h, v: Vcpu) -> None:
+    task = v.gq.popleft()
+    v.gcurr = task
+    task.ran_since = h.engine.now
+    timer.tick_start(h, v)
+    v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: advance(h, task)))
+    resume(h, v)
+
+
+def _task_idle(h, v: Vcpu) -> None:
+    """The current task blocked or ended: run the next one or go idle."""
+    v.gcurr = None
+    if v.gq:
+        task = v.gq.popleft()
+        v.gcurr = task
+        task.ran_since = h.engine.now
+        v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: advance(h, task)))
+    else:
+        v.frames.append(Frame(IDLE, kernel=True))
+
+
+def advance(h, task: Task, value=None) -> None:
+    """Run the task's generator until it yields an op that takes time."""
+    v = task.vcpu
+    gen = task.gen
+    while True:
+        try:
+            op = gen.send(value)
+        except StopIteration:
+            _task_idle(h, v)
+            return
+        value = None
+        kind = op[0]
+        if kind == "run":
+            v.frames.append(Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task)))
+            return
+        if kind == "block":
+            task.runnable = False
+            _task_idle(h, v)
+            return
+        if kind == "wake":
+            ipi_to = wake_task(h, op[1], v)
+            if ipi_to is not None:
+                apic.send_resched(h, v, ipi_to, lambda: advance(h, task))
+                return
+            continue
+        if kind == "call":
+            op[1](h, task, *op[2:])
+            return
+        raise ValueError(f"unknown guest op {kind!r}")
+
+
+def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
+    """try_to_wake_up in the guest; returns the vCPU to send a RESCHEDULE IPI to."""
+    if task.runnable:
+        return None
+    task.runnable = True
+    tv = _select_vcpu(task)
+    task.vcpu = tv
+    tv.gq.append(task)
+    if tv.gcurr is not None or tv is waker:
+        return None
+    if h.sc.vm.idle == "poll":
+        # TIF_POLLING_NRFLAG: the polling idle loop notices without an IPI
+        if tv.state == GUEST and tv.frames[-1].kind == IDLE and tv.seg_start >= 0:
+            pause(h, tv)
+            resume(h, tv)
+        return None
+    return tv
+
+
+def _select_vcpu(task: Task) -> Vcpu:
+    """select_idle_sibling in spirit: the previous vCPU if idle, else a nearby idle one."""
+    prev = task.vcpu
+    if prev.gcurr is None and not prev.gq:
+        return prev
+    vcpus = prev.vm.vcpus
+    n = len(vcpus)
+    for step in range(1, min(WAKE_SCAN_LIMIT, n - 1) + 1):
+        cand = vcpus[(prev.index + step) % n]
+        if cand.gcurr is None and not cand.gq:
+            return cand
+    return prev
+
+
+def block(h, task: Task) -> None:
+    """The current task sleeps (from inside a ``call`` op's continuation)."""
+    task.runnable = False
+    _task_idle(h, task.vcpu)
+
+
+def wake(h, task: Task, waker: Vcpu) -> None:
+    """Wake ``task`` from code running on ``waker`` (a handler, a lock release)."""
+    tv = wake_task(h, task, waker)
+    if tv is not None:
+        apic.send_resched(h, waker, tv, None)

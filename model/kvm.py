@@ -1,0 +1,236 @@
+"""KVM's vCPU run loop: exits, re-entry, HLT, halt-polling, kicks and sched in/out.
+
+An exit is a *chain* of phases that holds the pCPU: usually one exit, but a
+guest tick is (timer exit, guest handler, TSC-deadline write exit) back to
+back, processed as one event.  After a chain the vCPU re-enters the guest,
+unless it asked to halt or its pCPU must reschedule (vcpu_enter_guest's
+request checks).  Flags follow the kernel: kvm_sched_out() sets
+``preempted``/``ready`` when the thread is still runnable; kvm_vcpu_wake_up()
+sets ``ready``; kvm_sched_in() clears both; the steal-time preempted bit is
+set on every vcpu_put (kvm_steal_time_set_preempted) and cleared on entry
+(record_steal_time).
+"""
+
+from __future__ import annotations
+
+import math
+
+from model import guest, scheduler, spin
+from model.host import EXIT as M_EXIT
+from model.host import GUEST as M_GUEST
+from model.host import POLL as M_POLL
+from model.vcpu import ACCT_HALTED, ACCT_RUN, ACCT_RUNNABLE, EXIT, GUEST, HALTED, POLL, RUNNABLE, Vcpu
+
+# Dynamic halt-polling (virt/kvm/kvm_main.c, Documentation/virt/kvm/halt-polling.rst)
+HALT_POLL_NS_START = 10_000  # halt_poll_ns_grow_start
+HALT_POLL_NS_GROW = 2  # halt_poll_ns_grow
+HALT_POLL_NS_SHRINK = 0  # halt_poll_ns_shrink: 0 resets the window to 0
+
+
+def exit_cost(h, v: Vcpu, mean_ns: float) -> int:
+    """One exit's cost: the profile's mean with a mean-1 lognormal spread."""
+    sigma = h.prof.exit_cost_jitter
+    if sigma <= 0:
+        return max(1, int(mean_ns))
+    z = v.rng.standard_normal()
+    return max(1, int(mean_ns * math.exp(sigma * z - 0.5 * sigma * sigma)))
+
+
+def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> list[int]:
+    """Leave the guest for ``phases`` = ((mode, mean_ns, reason, detail), ...).
+
+    ``reason`` None marks a phase that is not an exit (a guest handler inside a
+    chain).  ``cont`` runs when the vCPU is back in the guest.  Returns the
+    sampled duration of each phase, so callers can time events inside it.
+    """
+    guest.pause(h, v)
+    v.state = EXIT
+    booked = []
+    total = 0
+    for mode, mean_ns, reason, detail in phases:
+        ns = exit_cost(h, v, mean_ns) if reason is not None else int(mean_ns)
+        if reason is not None:
+            h.stats.record_exit(v, reason, detail, ns)
+        booked.append((mode, ns))
+        total += ns
+    v.pcpu.start_chain(tuple(booked), h.engine.now)
+    v.cont = cont
+    v.exit_event = h.engine.after(total, _chain_done, h, v)
+    return [ns for _, ns in booked]
+
+
+def simple_exit(h, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=None) -> None:
+    exit_chain(h, v, ((M_EXIT, mean_ns, reason, detail),), cont)
+
+
+def _chain_done(h, v: Vcpu) -> None:
+    v.exit_event = None
+    reenter(h, v)
+
+
+def reenter(h, v: Vcpu) -> None:
+    """End of an exit: halt, reschedule, or enter the guest (vcpu_enter_guest checks)."""
+    p = v.pcpu
+    if v.halt_requested:
+        v.halt_requested = False
+        halt(h, v)
+    elif p.need_resched:
+        preempt_out(h, v)
+    else:
+        enter_guest(h, v)
+
+
+def enter_guest(h, v: Vcpu) -> None:
+    v.state = GUEST
+    v.pcpu.set_mode(M_GUEST, h.engine.now)
+    if v.tlb_flush_pending:  # PV TLB flush: KVM_VCPU_FLUSH_TLB honoured on entry
+        v.tlb_flush_pending = False
+    cont = v.cont
+    if cont is not None:
+        v.cont = None
+        cont()
+    if v.state == GUEST and v.seg_start < 0:
+        guest.resume(h, v)
+
+
+# -- host side: preemption, scheduling in and out ------------------------------
+
+
+def on_resched(h, v: Vcpu) -> None:
+    """The scheduler wants ``v``'s pCPU: make the running vCPU leave at its next chance."""
+    if v.state == GUEST:
+        # the reschedule IPI / tick interrupts the guest: EXTERNAL_INTERRUPT exit
+        simple_exit(h, v, "EXTERNAL_INTERRUPT", h.prof.exit_external_interrupt_ns)
+    elif v.state == POLL:
+        _stop_poll(h, v)  # kvm_vcpu_block polls only while single_task_running()
+        block(h, v)
+    # EXIT: reenter() sees need_resched
+
+
+def preempt_out(h, v: Vcpu) -> None:
+    """Involuntary schedule-out of a runnable vCPU (kvm_sched_out with TASK_RUNNING).
+
+    When no other thread waits on the pCPU, __schedule() picks the same task
+    again: no switch and no preempt notifiers, so no flags change."""
+    p = v.pcpu
+    if not p.rq:
+        p.need_resched = False
+        enter_guest(h, v)
+        return
+    v.state = RUNNABLE
+    v.preempted = True
+    v.ready = True
+    v.preempted_in_kernel = guest.in_kernel(v)
+    v.steal_preempted = True
+    v.account(ACCT_RUNNABLE, h.engine.now)
+    scheduler.leave(h, v.pcpu, v, runnable=True)
+
+
+def sched_in(h, v: Vcpu) -> None:
+    """kvm_sched_in + vcpu_load after the context switch: clear flags, reset PLE."""
+    v.exit_event = None
+    v.preempted = False
+    v.ready = False
+    v.steal_preempted = False
+    v.account(ACCT_RUN, h.engine.now)
+    spin.reset_window(h, v)  # ple_window shrinks back on sched-in (shrink_ple_window)
+    if v.state == EXIT:
+        reenter(h, v)
+
+
+def speed_changed(h, v: Vcpu) -> None:
+    """The SMT sibling went busy or idle: re-time the guest work in progress."""
+    if v.state == GUEST and v.seg_start >= 0:
+        guest.pause(h, v)
+        guest.resume(h, v)
+
+
+# -- HLT and halt-polling -------------------------------------------------------
+
+
+def hlt(h, v: Vcpu) -> None:
+    """The guest's idle loop executes HLT: an exit, then kvm_vcpu_halt()."""
+    v.halt_requested = True
+    simple_exit(h, v, "HLT", h.prof.exit_hlt_ns)
+
+
+def runnable_in_halt(v: Vcpu) -> bool:
+    """kvm_arch_vcpu_runnable(): an interrupt or a PV unhalt is pending."""
+    return bool(v.irr) or v.pv_unhalted
+
+
+def halt(h, v: Vcpu) -> None:
+    if runnable_in_halt(v):
+        enter_guest(h, v)
+        return
+    now = h.engine.now
+    v.halt_start = now
+    v.account(ACCT_HALTED, now)
+    if h.sc.vm.halt_poll_ns > 0 and v.halt_poll_ns > 0 and v.pcpu.nr_running == 1:
+        v.state = POLL
+        v.pcpu.set_mode(M_POLL, now)
+        v.exit_event = h.engine.after(v.halt_poll_ns, _poll_expired, h, v)
+        return
+    block(h, v)
+
+
+def _poll_expired(h, v: Vcpu) -> None:
+    v.exit_event = None
+    _stop_poll(h, v)
+    block(h, v)
+
+
+def _stop_poll(h, v: Vcpu) -> None:
+    h.engine.cancel(v.exit_event)
+    v.exit_event = None
+    v.polls += 1
+
+
+def block(h, v: Vcpu) -> None:
+    """The thread sleeps until kicked (kvm_vcpu_block's schedule())."""
+    v.state = HALTED
+    if h.sc.vm.steal_preempted_on_halt:
+        v.steal_preempted = True
+    scheduler.leave(h, v.pcpu, v, runnable=False)
+
+
+def kick(h, v: Vcpu) -> None:
+    """kvm_vcpu_kick(): wake a halted vCPU, or end its halt-poll."""
+    if v.state == POLL:
+        # a successful poll: back into the guest without a context switch,
+        # paying only the VM entry (the pCPU books it as polling)
+        _stop_poll(h, v)
+        v.polls_ok += 1
+        _adjust_poll_window(h, v)
+        v.account(ACCT_RUN, h.engine.now)
+        v.state = EXIT
+        v.exit_event = h.engine.after(int(h.prof.vcpu_entry_ns), _chain_done, h, v)
+    elif v.state == HALTED:
+        _adjust_poll_window(h, v)
+        v.ready = True  # kvm_vcpu_wake_up()
+        scheduler.wake(h, v, waker=None)
+
+
+def _adjust_poll_window(h, v: Vcpu) -> None:
+    """grow_halt_poll_ns / shrink_halt_poll_ns at the end of kvm_vcpu_block()."""
+    limit = h.sc.vm.halt_poll_ns
+    if limit <= 0:
+        return
+    block_ns = h.engine.now - v.halt_start
+    cur = v.halt_poll_ns
+    if cur and block_ns <= cur:
+        return
+    if block_ns > limit:
+        v.halt_poll_ns = cur * HALT_POLL_NS_SHRINK if HALT_POLL_NS_SHRINK else 0
+    elif cur < limit:
+        v.halt_poll_ns = min(limit, max(HALT_POLL_NS_START, cur * HALT_POLL_NS_GROW))
+
+
+def put_irq(h, v: Vcpu, irq) -> None:
+    """An interrupt reaches ``v``'s IRR: take it now, wait for entry, or wake the vCPU."""
+    v.irr.append(irq)
+    if v.state == GUEST:
+        guest.take_pending(h, v)
+    elif v.state in (HALTED, POLL):
+        kick(h, v)
+    # EXIT / RUNNABLE: injected on the next entry

@@ -1,0 +1,201 @@
+"""Counters and samples gathered during a run, and the metrics computed from them.
+
+Everything about "the VM" is about the measured VM (index 0); co-runners only
+contribute their workload throughput.  Counting starts at the end of the
+warm-up (``start_measuring``), except the few totals the invariants need,
+which count from time 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from model.result import METRIC_NAMES, ExitRow
+from model.vcpu import Vcpu
+
+MEASURED_VM = 0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.measuring = False
+        self.t_start = 0
+        # exit table of the measured VM: (reason, detail) -> [samples, total, min, max]
+        self.exits: dict[tuple[str, str], list[int]] = {}
+        self.exits_counted = 0
+        self.ipi_latencies: list[int] = []
+        self.ipis = 0
+        self.timer_latencies: list[int] = []
+        self.lock_waits: list[int] = []
+        self.vmexit_ops: list[int] = []
+        self.work: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.counters: dict[str, int] = defaultdict(int)
+        # invariants: from time 0, every VM
+        self.ipi_sent_total = 0
+        self.ipi_handled_total = 0
+
+    def start_measuring(self, now: int) -> None:
+        sent, handled = self.ipi_sent_total, self.ipi_handled_total
+        self.__init__()
+        self.ipi_sent_total, self.ipi_handled_total = sent, handled
+        self.measuring = True
+        self.t_start = now
+
+    # -- recorders (hot: keep them short) ------------------------------------------
+
+    def record_exit(self, v: Vcpu, reason: str, detail: str, ns: int) -> None:
+        if not self.measuring or v.vm.index != MEASURED_VM:
+            return
+        self.exits_counted += 1
+        row = self.exits.get((reason, detail))
+        if row is None:
+            self.exits[(reason, detail)] = [1, ns, ns, ns]
+            return
+        row[0] += 1
+        row[1] += ns
+        if ns < row[2]:
+            row[2] = ns
+        if ns > row[3]:
+            row[3] = ns
+
+    def ipi_sent(self, v: Vcpu) -> None:
+        self.ipi_sent_total += 1
+        if self.measuring and v.vm.index == MEASURED_VM:
+            self.ipis += 1
+
+    def ipi_handled(self, v: Vcpu, latency_ns: int) -> None:
+        self.ipi_handled_total += 1
+        if self.measuring and v.vm.index == MEASURED_VM:
+            self.ipi_latencies.append(latency_ns)
+
+    def count(self, v: Vcpu, name: str, n: int = 1) -> None:
+        if self.measuring and v.vm.index == MEASURED_VM:
+            self.counters[name] += n
+
+    def spin_wait(self, v: Vcpu, kind: str, ns: int) -> None:
+        if kind == "qspin" and self.measuring and v.vm.index == MEASURED_VM:
+            self.lock_waits.append(ns)
+
+    def ple_exit(self, v: Vcpu) -> None:
+        self.count(v, "ple_exits")
+
+    def directed_yield(self, v: Vcpu, outcome: str) -> None:
+        self.count(v, "directed_yield_attempts")
+        self.count(v, f"directed_yield_{outcome}")
+
+    def pv_sched_yield(self, v: Vcpu) -> None:
+        self.count(v, "pv_sched_yields")
+
+    def kick(self, v: Vcpu) -> None:
+        self.count(v, "kicks")
+
+    def queue_head_boost(self, v: Vcpu) -> None:
+        self.count(v, "queue_head_boosts")
+
+    def add_work(self, vm_index: int, name: str, amount: float) -> None:
+        if self.measuring:
+            self.work[vm_index][name] += amount
+
+    def sample(self, v: Vcpu, name: str, ns: int) -> None:
+        if self.measuring and v.vm.index == MEASURED_VM:
+            getattr(self, name).append(ns)
+
+    def exit_rows(self) -> tuple[ExitRow, ...]:
+        return tuple(
+            ExitRow(reason, detail, n, total, lo, hi)
+            for (reason, detail), (n, total, lo, hi) in sorted(self.exits.items())
+        )
+
+
+def _pct(values: list[int], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else math.nan
+
+
+def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_s: float) -> dict[str, float]:
+    """The fixed metrics record of a finished run."""
+    st: Stats = h.stats
+    sim_ns = h.engine.now - st.t_start
+    sim_s = sim_ns / 1e9
+    m = {name: math.nan for name in METRIC_NAMES}
+    w0 = st.work[MEASURED_VM]
+    co = defaultdict(float)
+    for vm_index, work in st.work.items():
+        if vm_index != MEASURED_VM:
+            for k, val in work.items():
+                co[k] += val
+    kind = h.sc.workload.kind
+    if kind == "hackbench":
+        m["messages_per_s"] = w0["messages"] / sim_s
+        hb = h.sc.workload.hackbench
+        total = hb.groups * hb.senders * hb.receivers * hb.loops
+        m["hackbench_time_s"] = total / m["messages_per_s"] if m["messages_per_s"] > 0 else math.inf
+    elif kind == "ebizzy":
+        m["records_per_s"] = w0["records"] / sim_s
+    elif kind == "lockbench":
+        m["acquisitions_per_s"] = w0["acquisitions"] / sim_s
+        m["lock_wait_p99_us"] = _pct(st.lock_waits, 99) / 1e3
+    elif kind == "cpu-bound":
+        m["compute_s_per_s"] = w0["compute_ns"] / 1e9 / sim_s
+    elif kind == "vmexit" and st.vmexit_ops:
+        m["vmexit_op_cycles"] = float(np.mean(st.vmexit_ops)) * h.prof.tsc_ghz
+    if st.timer_latencies:
+        lat = np.asarray(st.timer_latencies, dtype=np.float64) / 1e3
+        m["timer_latency_min_us"] = float(lat.min())
+        m["timer_latency_avg_us"] = float(lat.mean())
+        m["timer_latency_p50_us"] = float(np.percentile(lat, 50))
+        m["timer_latency_p99_us"] = float(np.percentile(lat, 99))
+        m["timer_latency_max_us"] = float(lat.max())
+    corunners = [vm for vm in h.vms if vm.index != MEASURED_VM]
+    co_kinds = {vm.workload for vm in corunners}
+    for name, key, scale in (
+        ("corunner_messages_per_s", "messages", 1.0),
+        ("corunner_records_per_s", "records", 1.0),
+        ("corunner_acquisitions_per_s", "acquisitions", 1.0),
+        ("corunner_compute_s_per_s", "compute_ns", 1e-9),
+    ):
+        if key in co or _kind_of(key) in co_kinds:
+            m[name] = co[key] * scale / sim_s
+    m["ipis_per_s"] = st.ipis / sim_s
+    m["ipi_latency_p50_us"] = _pct(st.ipi_latencies, 50) / 1e3
+    m["ipi_latency_p99_us"] = _pct(st.ipi_latencies, 99) / 1e3
+    exit_ns = sum(row[1] for row in st.exits.values())
+    exits = sum(row[0] for row in st.exits.values())
+    run, runnable, halted = (sum(t[i] for t in vcpu_totals) for i in range(3))
+    vcpu_ns = run + runnable + halted
+    vm0 = h.vms[MEASURED_VM].vcpus
+    spin_ns = sum(v.spin_ns for v in vm0)
+    csfm_ns = sum(v.csfm_ns for v in vm0)
+    guest_ns = max(run - exit_ns, 0)
+    m["exits_per_s"] = exits / sim_s
+    m["exit_pct"] = 100.0 * exit_ns / vcpu_ns
+    m["ple_exits_per_s"] = st.counters["ple_exits"] / sim_s
+    m["guest_pct"] = 100.0 * guest_ns / vcpu_ns
+    m["steal_pct"] = 100.0 * runnable / vcpu_ns
+    m["halted_pct"] = 100.0 * halted / vcpu_ns
+    m["spin_pct"] = 100.0 * spin_ns / vcpu_ns
+    m["smp_call_function_many_pct"] = 100.0 * csfm_ns / guest_ns if guest_ns else math.nan
+    for name in ("directed_yield_attempts", "pv_sched_yields", "kicks", "queue_head_boosts",
+                 "tlb_flushes_deferred"):
+        m[name] = float(st.counters[name])
+    m["directed_yield_successes"] = float(st.counters["directed_yield_yielded"])
+    m["directed_yield_esrch"] = float(st.counters["directed_yield_esrch"])
+    m["tlb_shootdowns_per_s"] = st.counters["tlb_shootdowns"] / sim_s
+    polls = sum(v.polls for v in vm0)
+    m["halt_poll_success_pct"] = 100.0 * sum(v.polls_ok for v in vm0) / polls if polls else math.nan
+    pcpu_ns = sum(sum(t) for t in pcpu_totals)
+    for i, name in enumerate(("pcpu_guest_pct", "pcpu_exit_pct", "pcpu_idle_pct", "pcpu_poll_pct",
+                              "pcpu_switch_pct")):
+        m[name] = 100.0 * sum(t[i] for t in pcpu_totals) / pcpu_ns
+    m["host_context_switches_per_s"] = h.switches_measured / sim_s
+    m["sim_s"] = sim_s
+    m["events"] = float(h.engine.processed)
+    m["wall_s"] = wall_s
+    return m
+
+
+def _kind_of(work_key: str) -> str:
+    return {"messages": "hackbench", "records": "ebizzy", "acquisitions": "lockbench",
+            "compute_ns": "cpu-bound"}[work_key]

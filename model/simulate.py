@@ -1,0 +1,184 @@
+"""``simulate(scenario, seed) -> Result``: build, wire, run, collect.
+
+A pure function: no I/O, no global state.  The model is elaborated and
+checked before time 0 (desmod's ``elaborate()``), run for the warm-up and the
+measured duration, and reduced to a flat metrics record and an exit table.
+A failure inside the run becomes a failed Result, so a sweep records it as a
+row instead of dying.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from model import scheduler, spin
+from model.engine import Engine
+from model.hardware import PROFILES, Profile
+from model.host import Pcpu
+from model.metrics import Stats, compute
+from model.result import Result
+from model.scenario import Scenario
+from model.topology import CpuTopology
+from model.vcpu import ACCT_RUNNABLE, IDLE, RUNNABLE, Frame, Vcpu, Vm
+from model.workloads import BUILDERS, knobs_of
+
+# Stream ids for SeedSequence spawn keys: one stream per component, so adding
+# a component never shifts another one's draws.
+STREAM_VCPU = 1
+STREAM_WORKLOAD = 2
+
+
+class Host:
+    """Everything one run shares: the clock, the hardware, the pCPUs, the VMs."""
+
+    def __init__(self, sc: Scenario, seed: int) -> None:
+        self.sc = sc
+        self.seed = seed
+        self.prof: Profile = PROFILES[sc.hardware].with_overrides(sc.costs.model_dump())
+        self.engine = Engine()
+        self.stats = Stats()
+        t = sc.topology
+        self.topo = CpuTopology(t.sockets, t.cores_per_socket, t.threads_per_core)
+        self.pcpus = [
+            Pcpu(i, self.topo.socket_of(i), self.topo.sibling_of(i)) for i in range(self.topo.pcpus)
+        ]
+        self.socket_cpus = [self.topo.cpus_of_socket(s) for s in range(t.sockets)]
+        self.tick_ns = 1_000_000_000 // sc.vm.guest_hz
+        self.vms: list[Vm] = []
+        self.vcpus: list[Vcpu] = []
+        self.switches_measured = 0
+
+    def rng(self, stream: int, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(stream, *key)))
+
+
+def vm_sizes(sc: Scenario, pcpus: int) -> list[int]:
+    """The measured VM, then co-runner VMs filling the host up to the overcommit ratio."""
+    total = round(sc.overcommit * pcpus)
+    sizes = [sc.vm.vcpus]
+    size = sc.corunner.vcpus or sc.vm.vcpus
+    rest = total - sc.vm.vcpus
+    while rest > 0:
+        sizes.append(min(size, rest))
+        rest -= sizes[-1]
+    return sizes
+
+
+def build(sc: Scenario, seed: int) -> Host:
+    """Elaborate the model and check its wiring before time 0."""
+    h = Host(sc, seed)
+    gid = 0
+    n = len(h.pcpus)
+    for vm_index, size in enumerate(vm_sizes(sc, n)):
+        kind = sc.workload.kind if vm_index == 0 or sc.corunner.workload == "same" else sc.corunner.workload
+        vm = Vm(vm_index, kind)
+        for i in range(size):
+            pcpu = h.pcpus[gid % n]
+            v = Vcpu(vm, i, gid, pcpu.id if sc.pinning == "dedicated" else None, h.rng(STREAM_VCPU, vm_index, i))
+            v.pcpu = pcpu
+            v.frames.append(Frame(IDLE, kernel=True))
+            spin.reset_window(h, v)
+            vm.vcpus.append(v)
+            h.vcpus.append(v)
+            gid += 1
+        BUILDERS[kind](h, vm, knobs_of(sc.workload, kind), h.rng(STREAM_WORKLOAD, vm_index))
+        h.vms.append(vm)
+    _check_wiring(h)
+    return h
+
+
+def _check_wiring(h: Host) -> None:
+    for v in h.vcpus:
+        if v.pinned is not None and not 0 <= v.pinned < len(h.pcpus):
+            raise ValueError(f"vCPU {v.gid} pinned to missing pCPU {v.pinned}")
+    if not h.vms or not h.vms[0].vcpus:
+        raise ValueError("no measured VM")
+
+
+def start(h: Host) -> None:
+    """Time 0: every vCPU thread is runnable on its pCPU; each pCPU picks one."""
+    for v in h.vcpus:
+        v.state = RUNNABLE
+        v.account(ACCT_RUNNABLE, 0)
+        v.pcpu.rq.append(v)
+    for p in h.pcpus:
+        scheduler.schedule(h, p)
+    if h.sc.pinning == "none":
+        scheduler.start_balancing(h)
+
+
+def _snapshot(h: Host) -> tuple[list[list[int]], list[list[int]]]:
+    now = h.engine.now
+    for p in h.pcpus:
+        p.flush(now)
+    for v in h.vcpus:
+        v.account(v.acct_state, now)
+    return [list(v.acct) for v in h.vms[0].vcpus], [list(p.acct) for p in h.pcpus]
+
+
+def _start_measuring(h: Host) -> None:
+    h.stats.start_measuring(h.engine.now)
+    h.warm = _snapshot(h)
+    h.warm_switches = sum(p.switches for p in h.pcpus)
+    for v in h.vcpus:
+        v.spin_ns = v.csfm_ns = v.polls = v.polls_ok = 0
+
+
+def run(h: Host) -> tuple[list[list[int]], list[list[int]]]:
+    sc = h.sc
+    warm_ns = int(sc.sim.warmup_ms * 1e6)
+    end_ns = int(sc.sim.duration_ms * 1e6)
+    start(h)
+    h.engine.run(warm_ns)
+    _start_measuring(h)
+    h.engine.run(end_ns)
+    vcpu_end, pcpu_end = _snapshot(h)
+    vcpu_warm, pcpu_warm = h.warm
+    h.switches_measured = sum(p.switches for p in h.pcpus) - h.warm_switches
+    vcpu = [[a - b for a, b in zip(e, w)] for e, w in zip(vcpu_end, vcpu_warm)]
+    pcpu = [[a - b for a, b in zip(e, w)] for e, w in zip(pcpu_end, pcpu_warm)]
+    return vcpu, pcpu
+
+
+def invariants(h: Host, pcpu_totals: list[list[int]]) -> dict[str, float]:
+    """Quantities that must balance in every run (checked by the tests)."""
+    measured_ns = h.engine.now - h.stats.t_start
+    pending = sum(1 for v in h.vcpus for irq in v.irr if irq.counted)
+    in_flight = 0
+    for entry in h.engine._heap:
+        if entry[2] is None:
+            continue
+        for arg in entry[3]:
+            if getattr(arg, "counted", False):
+                in_flight += 1
+    return {
+        "pcpu_time_error_ns": float(max(abs(sum(t) - measured_ns) for t in pcpu_totals)),
+        "ipis_sent": float(h.stats.ipi_sent_total),
+        "ipis_handled": float(h.stats.ipi_handled_total),
+        "ipis_pending": float(pending),
+        "ipis_in_flight": float(in_flight),
+        "exits_counted": float(h.stats.exits_counted),
+        "exit_table_samples": float(sum(r.samples for r in h.stats.exit_rows())),
+    }
+
+
+def simulate(scenario: Scenario, seed: int) -> Result:
+    """Run one scenario with one seed; never raises for a failure inside the run."""
+    t0 = time.perf_counter()
+    try:
+        h = build(scenario, seed)
+        vcpu_totals, pcpu_totals = run(h)
+        wall_s = time.perf_counter() - t0
+        metrics = compute(h, vcpu_totals, pcpu_totals, wall_s)
+        return Result(
+            metrics=metrics,
+            exits=h.stats.exit_rows(),
+            timer_latencies_us=tuple(x / 1e3 for x in h.stats.timer_latencies),
+            invariants=invariants(h, pcpu_totals),
+        )
+    except Exception as exc:  # noqa: BLE001 - a failed run is data, not a crash
+        return Result.failed(exc, time.perf_counter() - t0)
+
+

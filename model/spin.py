@@ -1,0 +1,139 @@
+"""Spinning at CPL 0, PLE / pause filter, and directed yield (the boost mechanisms).
+
+A SPIN frame is guest code in a PAUSE loop (waiting for IPI acknowledgements,
+queued-spinlock spinning, rwsem optimistic spinning).  With ``ple`` on, after
+the PLE window of continuous spinning it takes a PAUSE exit (Intel: window in
+cycles, x2 per exit, reset on sched-in; AMD: pause filter count in PAUSEs) and
+KVM runs :func:`on_spin`, which is ``kvm_vcpu_on_spin()`` of
+virt/kvm/kvm_main.c.  With ``boost_ready`` off the pre-5.4 candidate rule
+(``preempted``) replaces d73eb57b80b9's ``ready``; ``boost_user_irq`` is
+52acd22faa1a (5.13): a vCPU preempted in user mode is a candidate if it has a
+posted interrupt pending.
+"""
+
+from __future__ import annotations
+
+from model import apic, kvm, scheduler
+from model.vcpu import HALTED, Frame, Vcpu
+
+ON_SPIN_PASSES = 2  # kvm_vcpu_on_spin: two passes round-robin from last_boosted_vcpu
+ON_SPIN_ESRCH_TRIES = 3  # kvm_vcpu_on_spin: "int try = 3"
+
+
+def reset_window(h, v: Vcpu) -> None:
+    """shrink_ple_window on sched-in: ple_window_shrink = 0 resets to the base."""
+    prof = h.prof
+    v.ple_window = prof.ple_window_cycles if prof.vendor == "intel" else prof.pause_filter_count
+
+
+def _grow_window(h, v: Vcpu) -> None:
+    prof = h.prof
+    if prof.vendor == "intel":
+        v.ple_window = min(v.ple_window * prof.ple_window_grow, prof.ple_window_max_cycles)
+    else:
+        v.ple_window = min(v.ple_window * prof.ple_window_grow, prof.pause_filter_count_max)
+
+
+def window_ns(h, v: Vcpu) -> int:
+    prof = h.prof
+    if v.ple_window <= 0:
+        reset_window(h, v)
+    if prof.vendor == "intel":
+        return max(1, int(v.ple_window / prof.tsc_ghz))
+    return max(1, int(v.ple_window * prof.pause_cycles / prof.tsc_ghz))
+
+
+def spinning(h, v: Vcpu, f: Frame) -> None:
+    """A SPIN frame starts (or resumes) executing on ``v``."""
+    if f.spin_started < 0:
+        f.spin_started = h.engine.now
+    if h.sc.features.ple and f.kernel:
+        v.seg_event = h.engine.after(window_ns(h, v), _ple_exit, h, v)
+
+
+def _ple_exit(h, v: Vcpu) -> None:
+    """The PLE window ran out: PAUSE exit, then kvm_vcpu_on_spin()."""
+    v.seg_event = None
+    _grow_window(h, v)
+    h.stats.ple_exit(v)
+    kvm.simple_exit(h, v, "PAUSE", h.prof.exit_pause_ns)
+    if on_spin(h, v, yield_to_kernel_mode=True):
+        v.pcpu.need_resched = True  # yield_to() then schedule() on the spinner's pCPU
+
+
+def on_spin(h, me: Vcpu, yield_to_kernel_mode: bool) -> bool:
+    """kvm_vcpu_on_spin(): boost one candidate vCPU of the VM; True if we yielded."""
+    feat = h.sc.features
+    vm = me.vm
+    me.in_spin_loop = True
+    last = vm.last_boosted
+    tries = ON_SPIN_ESRCH_TRIES
+    yielded = False
+    vcpus = vm.vcpus
+    for pass_ in range(ON_SPIN_PASSES):
+        if yielded or not tries:
+            break
+        for i, cand in enumerate(vcpus):
+            if pass_ == 0 and i <= last:
+                continue
+            if pass_ == 1 and i > last:
+                break
+            if not (cand.ready if feat.boost_ready else cand.preempted):
+                continue
+            if cand is me:
+                continue
+            if cand.state == HALTED and not (cand.pv_unhalted or cand.irr):
+                continue  # rcuwait_active && !vcpu_dy_runnable
+            if cand.preempted and yield_to_kernel_mode and not cand.preempted_in_kernel:
+                if not (feat.boost_user_irq and apic.posted(h) and cand.irr):
+                    continue  # preempted in user mode, no pending interrupt to deliver
+            if not _eligible_for_directed_yield(cand):
+                continue
+            outcome = directed_yield(h, me, cand)
+            if outcome == scheduler.YIELDED:
+                vm.last_boosted = i
+                yielded = True
+                break
+            if outcome == scheduler.ESRCH:
+                tries -= 1
+                if not tries:
+                    break
+    me.in_spin_loop = False
+    me.dy_eligible = False
+    return yielded
+
+
+def _eligible_for_directed_yield(v: Vcpu) -> bool:
+    """kvm_vcpu_eligible_for_directed_yield(): spinners only every other time."""
+    eligible = not v.in_spin_loop or v.dy_eligible
+    if v.in_spin_loop:
+        v.dy_eligible = not v.dy_eligible
+    return eligible
+
+
+def directed_yield(h, me: Vcpu, target: Vcpu) -> str:
+    """kvm_vcpu_yield_to(): yield_to() with the counters the metrics report."""
+    outcome = scheduler.yield_to(h, me, target)
+    h.stats.directed_yield(me, outcome)
+    return outcome
+
+
+def sched_yield_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
+    """KVM_HC_SCHED_YIELD (f85f6e7bd1d2): a VMCALL; yield if the target is ``ready``."""
+    h.stats.pv_sched_yield(me)
+    kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "SCHED_YIELD", cont)
+    if target is not me and target.ready:
+        if directed_yield(h, me, target) == scheduler.YIELDED:
+            me.pcpu.need_resched = True
+
+
+def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
+    """KVM_HC_KICK_CPU: pv_unhalted + wake; with boost_queue_head also yield to it."""
+    h.stats.kick(me)
+    kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "KICK_CPU", cont)
+    target.pv_unhalted = True
+    kvm.kick(h, target)
+    if h.sc.features.boost_queue_head and target is not me and target.ready:
+        if directed_yield(h, me, target) == scheduler.YIELDED:
+            h.stats.queue_head_boost(me)
+            me.pcpu.need_resched = True

@@ -1,0 +1,141 @@
+"""Entities: VMs, vCPU threads, guest frames, interrupts and guest tasks.
+
+A vCPU is seen from two sides.  The host sees a thread with a state
+(``GUEST``, ``EXIT``, ``HALTED``, ``POLL``, ``RUNNABLE``) and KVM's flags
+(``preempted``, ``ready``, ``preempted_in_kernel``, the steal-time preempted
+bit, ``pv_unhalted``, ``dy_eligible``...).  The guest sees a CPU that executes
+a stack of *frames*: the bottom one is the current task's work or the idle
+loop, interrupt handlers are pushed on top.  Guest code makes progress only
+while the thread is in ``GUEST``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+# Host-side thread states (MODEL.md section 3).  POLL = HALTED while halt-polling on the pCPU.
+GUEST, EXIT, HALTED, RUNNABLE, POLL = range(5)
+STATE_NAMES = ("GUEST", "EXIT", "HALTED", "RUNNABLE", "POLL")
+
+# vCPU time buckets (steal = RUNNABLE).
+ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = range(3)
+
+# Frame kinds.
+WORK, SPIN, IDLE = range(3)
+
+
+@dataclass(slots=True, eq=False)
+class Frame:
+    """One level of what the guest CPU is executing."""
+
+    kind: int
+    remaining: float = 0.0  # WORK: full-speed ns still to execute
+    kernel: bool = True  # CPL 0 (kernel) or user
+    on_done: Callable[[], Any] | None = None  # WORK: called when it completes
+    handler: bool = False  # an interrupt handler (interrupts stay masked)
+    spin_kind: str = ""  # SPIN: "csfm" (IPI acknowledgements), "qspin", "rwsem"
+    spin_started: int = -1  # SPIN: when the wait began (for its total)
+
+
+@dataclass(slots=True, eq=False)
+class Irq:
+    """An interrupt on its way to or pending in a vCPU (one IRR entry)."""
+
+    kind: str  # "ipi", "timer", "resched", "flush"...
+    cost_ns: float  # handler work in the guest
+    on_handled: Callable[[], Any] | None = None  # when the handler completes
+    sent_ns: int = -1  # for IPI latency; -1 for non-IPIs
+    counted: bool = False  # an IPI counted in the delivered/pending invariant
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    """A guest thread: a generator of ops, run by the guest scheduler."""
+
+    name: str
+    gen: Any
+    vcpu: "Vcpu"
+    runnable: bool = True
+    ran_since: int = 0  # when it last got the vCPU (guest time slice)
+
+
+@dataclass(slots=True, eq=False)
+class Vm:
+    index: int
+    workload: str
+    vcpus: list["Vcpu"] = field(default_factory=list)
+    last_boosted: int = -1  # kvm->last_boosted_vcpu
+    mm: Any = None  # workload-wide state (locks, counters)
+    stats: Any = None  # the VM's counters (model.metrics.VmStats)
+
+
+@dataclass(slots=True, eq=False)
+class Vcpu:
+    vm: Vm
+    index: int  # within the VM
+    gid: int  # host-wide thread id
+    pinned: int | None  # pCPU id for dedicated pinning
+    rng: np.random.Generator
+    pcpu: Any = None  # current or last pCPU
+    state: int = RUNNABLE
+    # CFS
+    vruntime: int = 0
+    exec_start: int = 0
+    # KVM flags
+    preempted: bool = False
+    ready: bool = False
+    preempted_in_kernel: bool = False
+    steal_preempted: bool = False  # the guest-visible steal-time preempted bit
+    pv_unhalted: bool = False
+    in_spin_loop: bool = False
+    dy_eligible: bool = False
+    halt_requested: bool = False
+    halt_poll_ns: int = 0  # dynamic halt-polling window
+    halt_start: int = 0
+    polls: int = 0
+    polls_ok: int = 0
+    ple_window: float = 0.0  # current PLE window / pause filter count
+    tlb_flush_pending: bool = False  # PV TLB flush: flush on next entry
+    # interrupts
+    irr: deque = field(default_factory=deque)  # pending Irqs
+    # guest execution
+    frames: list = field(default_factory=list)
+    seg_start: int = -1  # when the top frame started executing; -1 when not executing
+    seg_event: Any = None
+    speed: float = 1.0
+    exit_event: Any = None
+    cont: Any = None  # what the guest does once back from the current exit
+    # guest scheduler
+    gq: deque = field(default_factory=deque)  # runnable guest tasks
+    gcurr: Task | None = None
+    tick_event: Any = None
+    tick_deadline: int = -1
+    timer_event: Any = None  # workload hrtimer (cyclictest)
+    # time accounting
+    acct: list = field(default_factory=lambda: [0, 0, 0])
+    acct_state: int = ACCT_RUNNABLE
+    acct_since: int = 0
+    spin_ns: int = 0
+    csfm_ns: int = 0
+
+    def account(self, bucket: int, now: int) -> None:
+        """Close the open interval into its bucket and open one for ``bucket``."""
+        self.acct[self.acct_state] += now - self.acct_since
+        self.acct_state = bucket
+        self.acct_since = now
+
+    @property
+    def top(self) -> Frame | None:
+        return self.frames[-1] if self.frames else None
+
+    @property
+    def idle(self) -> bool:
+        """The guest has nothing to run on this vCPU (idle loop at the bottom)."""
+        return self.gcurr is None
+
+    def __repr__(self) -> str:  # keep dataclass reprs from recursing through the VM
+        return f"Vcpu(vm={self.vm.index}, index={self.index}, state={STATE_NAMES[self.state]})"

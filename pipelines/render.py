@@ -1,0 +1,204 @@
+"""The report as a document: sections of text, tables and images, written as Markdown and HTML.
+
+Every piece of text that can come from a sweep (its name, parameter values,
+error messages) is escaped: HTML-escaped in the HTML page, and in the Markdown
+file both HTML-escaped (Markdown passes raw HTML through) and with Markdown's
+table and emphasis characters backslashed.  The HTML page is self-contained:
+its images are base64 data URIs and its policy forbids scripts and remote loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+DOC_ROWS = 60  # rows of a table shown in the documents; the files under tables/ hold all
+
+
+@dataclass
+class Table:
+    """A table: ``frame`` is written whole to tables/NAME.parquet and .csv; ``shown`` (default:
+    ``frame``) is what the documents print, cut at :data:`DOC_ROWS` rows."""
+
+    name: str
+    title: str
+    frame: pl.DataFrame
+    shown: pl.DataFrame | None = None
+    note: str = ""
+
+    @property
+    def display(self) -> pl.DataFrame:
+        return self.frame if self.shown is None else self.shown
+
+
+@dataclass
+class Image:
+    """A PNG under the report directory, by its relative path."""
+
+    file: str
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    images: list[Image] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    sections: list[Section]
+
+    @property
+    def tables(self) -> list[Table]:
+        return [t for s in self.sections for t in s.tables]
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        return [(s.title, w) for s in self.sections for w in s.warnings]
+
+
+def format_cell(value: object) -> str:
+    """A cell as text: floats to 4 significant digits, booleans as yes/no, null as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:.4g}"
+    return str(value)
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]|#"})
+
+
+def md_escape(text: str) -> str:
+    """Text safe inside Markdown (and its table cells): HTML-escaped, specials backslashed, one line."""
+    return html.escape(" ".join(str(text).split()), quote=False).translate(_MD_SPECIAL)
+
+
+def _rows(table: Table) -> tuple[list[str], list[list[str]], int]:
+    frame = table.display
+    rows = [[format_cell(v) for v in row] for row in frame.head(DOC_ROWS).iter_rows()]
+    return frame.columns, rows, max(frame.height - DOC_ROWS, 0)
+
+
+def _more(table: Table, left: int) -> str:
+    return f"{left} more rows in tables/{table.name}.csv" if left else ""
+
+
+def markdown_table(table: Table) -> str:
+    """One table as a GitHub-flavoured Markdown table, with its title and notes."""
+    columns, rows, left = _rows(table)
+    lines = [f"### {md_escape(table.title)}", ""]
+    if table.note:
+        lines += [md_escape(table.note), ""]
+    if not rows:
+        return "\n".join([*lines, "_(no rows)_", ""])
+    lines.append("| " + " | ".join(md_escape(c) for c in columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in rows]
+    more = _more(table, left)
+    lines += ["", f"_{more}_"] if more else []
+    lines.append(f"\nFull table: `tables/{table.name}.parquet`, `tables/{table.name}.csv`\n")
+    return "\n".join(lines)
+
+
+def to_markdown(doc: Document) -> str:
+    """The whole report as Markdown (images linked from plots/)."""
+    out = [f"# {md_escape(doc.title)}", ""]
+    for section in doc.sections:
+        out += [f"## {md_escape(section.title)}", ""]
+        out += [f"> **Warning:** {md_escape(w)}\n" for w in section.warnings]
+        out += [md_escape(p) + "\n" for p in section.text]
+        out += [markdown_table(t) for t in section.tables]
+        out += [f"![{md_escape(i.caption)}]({i.file})\n" for i in section.images]
+    return "\n".join(out) + "\n"
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { font-size: 1.05em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: 2px 8px; } th { background: #f4f4f4; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.warning { background: #fff4e5; border-left: 4px solid #f0a030; padding: 4px 10px; margin: 4px 0; }
+.note, .more { color: #666; font-size: 0.85em; } img { max-width: 100%; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def html_table(table: Table) -> str:
+    """One table as escaped HTML."""
+    columns, rows, left = _rows(table)
+    esc = html.escape
+    parts = [f"<h3>{esc(table.title)}</h3>"]
+    if table.note:
+        parts.append(f'<p class="note">{esc(table.note)}</p>')
+    if not rows:
+        return "\n".join([*parts, '<p class="note">(no rows)</p>'])
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "\n".join(
+        "<tr>" + "".join(f'<td class="num">{esc(v)}</td>' if _is_number(v) else f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>")
+    more = _more(table, left)
+    if more:
+        parts.append(f'<p class="more">{esc(more)}</p>')
+    return "\n".join(parts)
+
+
+def html_image(image: Image, root: Path) -> str:
+    """An image embedded as a base64 data URI."""
+    data = base64.b64encode((root / image.file).read_bytes()).decode("ascii")
+    caption = html.escape(image.caption)
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+
+
+def to_html(doc: Document, root: Path) -> str:
+    """The whole report as one self-contained HTML page (images read from ``root``)."""
+    esc = html.escape
+    body: list[str] = [f"<h1>{esc(doc.title)}</h1>"]
+    for section in doc.sections:
+        body.append(f"<section><h2>{esc(section.title)}</h2>")
+        body += [f'<p class="warning"><strong>Warning:</strong> {esc(w)}</p>' for w in section.warnings]
+        body += [f"<p>{esc(p)}</p>" for p in section.text]
+        body += [html_table(t) for t in section.tables]
+        body += [html_image(i, root) for i in section.images]
+        body.append("</section>")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>{esc(doc.title)}</title><style>{CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def write_tables(doc: Document, directory: Path) -> None:
+    """Every table, whole, as Parquet and CSV under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for table in doc.tables:
+        table.frame.write_parquet(directory / f"{table.name}.parquet")
+        table.frame.write_csv(directory / f"{table.name}.csv")

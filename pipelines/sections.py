@@ -1,0 +1,148 @@
+"""Turn the pipelines' DataFrames into the report's sections: display tables, text, warnings.
+
+No computation on runs happens here; only presentation of results already
+collected (pivoting a handful of rows for reading, wording the warnings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from pipelines.effects import ALL, MIN_PAIRS
+from pipelines.overview import Counts
+from pipelines.render import Section, Table
+
+PIVOT_LEVELS = 12  # a breakdown with more levels than this is printed long, not as columns
+
+
+def effect_cell() -> pl.Expr:
+    """``median [low, high]``, with ``n.s.`` when the effect is not shown."""
+    text = pl.format(
+        "{} [{}, {}]",
+        pl.col("median_ratio").round_sig_figs(4),
+        pl.col("ci_low").round_sig_figs(4),
+        pl.col("ci_high").round_sig_figs(4),
+    )
+    return pl.when(pl.col("shown")).then(text).otherwise(pl.concat_str(text, pl.lit(" n.s."))).alias("cell")
+
+
+def verdict() -> pl.Expr:
+    """``shown`` / ``not shown`` with the reason the reader needs."""
+    few = pl.col("pairs") < MIN_PAIRS
+    return (
+        pl.when(pl.col("shown"))
+        .then(pl.lit("shown"))
+        .when(few)
+        .then(pl.lit(f"not shown (< {MIN_PAIRS} pairs)"))
+        .otherwise(pl.lit("not shown (interval crosses 1)"))
+        .alias("verdict")
+    )
+
+
+def effects_overall_display(effects: pl.DataFrame) -> pl.DataFrame:
+    """The overall effects, one row per (feature, metric), as the reader wants them."""
+    return effects.filter(pl.col("by") == ALL).select(
+        "feature",
+        "metric",
+        pl.col("median_ratio").alias("median ratio on/off"),
+        pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(4), pl.col("ci_high").round_sig_figs(4)).alias(
+            "95% interval"
+        ),
+        pl.format("{}%", pl.col("change_pct").round(2)).alias("change"),
+        "pairs",
+        verdict(),
+    )
+
+
+def effects_breakdown_display(effects: pl.DataFrame, column: str, levels: Sequence[str]) -> pl.DataFrame:
+    """One breakdown: rows (feature, metric), one column per level of ``column`` (when few)."""
+    part = effects.filter(pl.col("by") == column)
+    if part.is_empty():
+        return part
+    if len(levels) > PIVOT_LEVELS:
+        return part.select("feature", "metric", pl.col("level").alias(column), effect_cell(), "pairs")
+    wide = part.with_columns(effect_cell()).pivot(on="level", index=["feature", "metric"], values="cell")
+    present = [lv for lv in levels if lv in wide.columns]
+    return wide.select("feature", "metric", *present).rename({lv: f"{column}={lv}" for lv in present})
+
+
+def effects_section(
+    effects: pl.DataFrame,
+    pairing: pl.DataFrame,
+    by: Sequence[str],
+    level_order: dict[str, list[str]],
+    features: Sequence[str],
+    failed_or_missing: int,
+) -> Section:
+    """Feature effects: overall table, a table per breakdown column, pairing diagnostics, warnings."""
+    section = Section("Feature effects")
+    if not features:
+        section.text.append("No boolean feature (features.*) varies in this sweep: there are no feature effects.")
+        return section
+    section.text.append(
+        "Each pair is two ok runs identical in every other parameter and in replicate (hence seed), one "
+        "with the feature on and one with it off; the effect is the median of the paired ratios on/off "
+        "with a 95 % percentile-bootstrap interval (2000 resamples, fixed seed). An effect is shown when "
+        f"its interval excludes 1 and it rests on at least {MIN_PAIRS} pairs; otherwise it is marked not shown."
+    )
+    section.tables.append(
+        Table("feature_effects", "Feature effects, all pairs", effects, effects_overall_display(effects),
+              note="Full table (all breakdowns): tables/feature_effects.parquet")
+    )
+    for column in by:
+        shown = effects_breakdown_display(effects, column, level_order.get(column, []))
+        section.tables.append(
+            Table(f"feature_effects_by_{safe_name(column)}", f"Feature effects by {column}", shown,
+                  note="median ratio on/off [95 % interval]; n.s. = not shown")
+        )
+    section.tables.append(Table("pairing", "Pairing diagnostics per feature", pairing))
+    section.warnings += pairing_warnings(pairing, failed_or_missing)
+    return section
+
+
+def pairing_warnings(pairing: pl.DataFrame, failed_or_missing: int) -> list[str]:
+    """Warnings about runs without a partner, seed mismatches and duplicated runs."""
+    out = []
+    for row in pairing.iter_rows(named=True):
+        if row["unpaired_runs"]:
+            cause = f" ({failed_or_missing} runs failed or are missing)" if failed_or_missing else ""
+            out.append(f"{row['feature']}: {row['unpaired_runs']} runs have no partner and are left out{cause}")
+        if row["seed_mismatch"]:
+            out.append(f"{row['feature']}: {row['seed_mismatch']} pairs have different seeds")
+        if row["duplicated_groups"]:
+            out.append(f"{row['feature']}: {row['duplicated_groups']} pair groups hold more than two runs; "
+                       "their sides are averaged")
+        if not row["pairs"]:
+            out.append(f"{row['feature']}: no pairs; the design never varies it alone")
+    return out
+
+
+def overview_text(counts: Counts, metrics: Sequence[str]) -> list[str]:
+    """The overview's prose: what is analysed and what is left out."""
+    text = [f"Metrics of interest: {', '.join(metrics) if metrics else 'none'}."]
+    left_out = counts.error + counts.other + (counts.missing or 0)
+    if left_out:
+        text.append(
+            f"Every analysis below uses the {counts.ok} ok runs only; {left_out} planned runs failed or are "
+            "missing and are listed in the tables below."
+        )
+    return text
+
+
+def overview_warnings(counts: Counts) -> list[str]:
+    """Failed and missing runs, and a manifest that disagrees with the data."""
+    out = []
+    if counts.error:
+        out.append(f"{counts.error} runs failed (status error); see tables/failed_runs.csv")
+    if counts.missing:
+        out.append(f"{counts.missing} planned runs are missing from the dataset; see tables/missing_points.csv")
+    if counts.planned is not None and counts.present > counts.planned:
+        out.append(f"the dataset holds {counts.present} runs, more than the {counts.planned} the manifest plans")
+    return out
+
+
+def safe_name(text: str) -> str:
+    """A column or metric name as a file-name stem."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)

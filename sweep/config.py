@@ -1,0 +1,554 @@
+"""A sweep file: which scenarios to run, how often, and where the results go.
+
+A sweep file is YAML with ``name``, ``description``, ``base`` (a scenario, the
+same nested mapping ``sweep simulate`` takes), ``space`` (the design and its
+parameters), ``replicates``, ``seed``, ``report`` and ``run``.  It is validated
+in two steps, and every problem of both is reported at once as one
+``key: what is wrong; allowed: ...`` line:
+
+1. structure, by pydantic (``extra="forbid"``: unknown keys are named with the
+   closest valid one);
+2. meaning, against the model: the base scenario builds, every parameter is a
+   scenario key, every value or range fits that key, the design has what it
+   needs.
+
+Whether every *combination* of values makes a valid scenario is checked by
+:func:`sweep.points.check`, which walks the design.
+
+The loaded config is *resolved*: ``base`` is the full scenario with every
+default filled in, values carry the scenario's types, ranges know whether they
+are integer, and ``run.output`` is set.  ``config_hash`` covers only what
+decides the points and their results (name, base, space, replicates, seed), so
+that changing ``run`` or ``report`` options does not block a resume.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+
+from model.result import METRIC_NAMES
+from model.scenario import Scenario, ScenarioError, flat_schema
+
+Design = Literal["grid", "factorial", "random", "lhs", "sobol", "morris"]
+DESIGNS: tuple[str, ...] = get_args(Design)
+SAMPLED_DESIGNS = frozenset({"random", "lhs", "sobol", "morris"})  # need ``samples``
+SALIB_DESIGNS = frozenset({"sobol", "morris"})  # keep every sample row, in order
+FACTORIAL_LEVELS = 2
+DEFAULT_OUTPUT_ROOT = Path("results")
+DEFAULT_MORRIS_LEVELS = 4
+MAX_POINTS = 5_000_000  # a guard against a typo that asks for a year of simulation
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+CLOSE_MATCH_CUTOFF = 0.5
+# Keys whose change does not change any point or result (so a resume is allowed).
+UNHASHED_KEYS = ("description", "report", "run")
+REPLICATES_ALIAS = "space.replicates"  # the issue's spelling of the top-level ``replicates``
+
+
+class ConfigError(ValueError):
+    """Every problem of a sweep config, one ``key: what is wrong`` line each."""
+
+    def __init__(self, problems: list[str], source: str = "sweep config"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"invalid {source}:\n  " + "\n  ".join(problems))
+
+    def paragraph(self) -> str:
+        """The one-paragraph form printed by the commands (no blank lines, no traceback)."""
+        return f"sweep: invalid {self.source}; nothing was written:\n  - " + "\n  - ".join(self.problems)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Frozen):
+    """A continuous (or integer) parameter range: ``{low, high, log, integer}``.
+
+    ``levels`` turns a range into evenly spaced values for ``grid`` designs.
+    ``integer`` defaults to the scenario key's type.
+    """
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool | None = None
+    levels: int | None = Field(None, ge=2)
+
+
+def _param_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "range"
+    if isinstance(value, list):
+        return "values"
+    if isinstance(value, Range):
+        return "range"
+    return None
+
+
+ParamSpec = Annotated[
+    Annotated[list[Any], Tag("values")] | Annotated[Range, Tag("range")],
+    Discriminator(
+        _param_kind,
+        custom_error_type="param_spec",
+        custom_error_message="must be a list of values or a range {low, high, log, integer}",
+    ),
+]
+
+
+class Space(_Frozen):
+    """The design, its parameters (dotted scenario keys) and the combinations to skip."""
+
+    design: Design = "grid"
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    samples: int | None = Field(None, ge=1)
+    calc_second_order: bool | None = None  # sobol only; default False
+    num_levels: int | None = Field(None, ge=2)  # morris only; default 4
+
+
+class Report(_Frozen):
+    """What the report looks at: metrics of interest and parameters to split by."""
+
+    metrics: list[str] | None = None
+    by: list[str] | None = None
+
+
+class Run(_Frozen):
+    """How to run: none of these change a point or a result."""
+
+    output: str | None = None  # default results/<name>
+    max_retries: int = Field(3, ge=0, le=100)  # Ray retries of a batch whose worker died
+    fail_fast: bool = False
+    batch_seconds: float = Field(5.0, gt=0, le=3600)
+    address: str | None = None  # "auto", HOST:PORT, ray://...; None: start Ray in-process
+    num_cpus: int | None = Field(None, ge=1, le=100_000)
+
+
+class SweepConfig(_Frozen):
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    space: Space
+    replicates: int = Field(1, ge=1, le=100_000)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    report: Report = Report()
+    run: Run = Run()
+
+    # -- derived -------------------------------------------------------------
+
+    def base_scenario(self) -> Scenario:
+        return Scenario.build(self.base)
+
+    @property
+    def output(self) -> Path:
+        return Path(self.run.output) if self.run.output else DEFAULT_OUTPUT_ROOT / self.name
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved config as plain JSON data (what the manifest records)."""
+        return self.model_dump(mode="json")
+
+    def hashed_part(self) -> dict[str, Any]:
+        data = self.to_json()
+        for key in UNHASHED_KEYS:
+            data.pop(key, None)
+        return data
+
+    def config_hash(self) -> str:
+        return hash_json(self.hashed_part())
+
+
+def hash_json(data: Any) -> str:
+    """A stable sha256 of JSON data (sorted keys, no whitespace)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def load(path: Path | str, overrides: list[str] | None = None) -> SweepConfig:
+    """Read, override, validate and resolve a sweep file; raise :class:`ConfigError`."""
+    path = Path(path)
+    source = f"sweep config {path}"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read ({err.strerror or err})"], source) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: not valid YAML ({_one_line(err)})"], source) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: must be a mapping of keys (name, base, space, ...)"], source)
+    return from_dict(raw, overrides, source)
+
+
+def from_dict(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "sweep config") -> SweepConfig:
+    """Validate and resolve a sweep config given as a mapping plus ``KEY=VALUE`` overrides."""
+    raw = json.loads(json.dumps(raw, default=str))  # a private deep copy, plain JSON types
+    problems: list[str] = []
+    raw = _normalise_aliases(raw, problems)
+    for item in overrides or []:
+        problem = apply_override(raw, item)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems, source)
+    try:
+        config = SweepConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = describe_errors(err)
+        problems += _scenario_problems(raw.get("base")) if isinstance(raw.get("base"), dict) else []
+        raise ConfigError(problems, source) from None
+    problems = check(config)
+    if problems:
+        raise ConfigError(problems, source)
+    return resolve(config)
+
+
+def _normalise_aliases(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Accept ``space.replicates`` (the issue's spelling) for the top-level ``replicates``."""
+    space = raw.get("space")
+    if isinstance(space, dict) and "replicates" in space:
+        value = space.pop("replicates")
+        if "replicates" in raw and raw["replicates"] != value:
+            problems.append("replicates: given twice (top level and space.replicates) with different values")
+        raw["replicates"] = value
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> str | None:
+    """Apply one ``-s KEY=VALUE`` (VALUE is YAML) to the raw config; return a problem line."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return f"-s {item!r}: expected KEY=VALUE, e.g. base.vm.vcpus=96 or space.replicates=5"
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as err:
+        return f"-s {key}: value {text!r} is not valid YAML ({_one_line(err)})"
+    if key == REPLICATES_ALIAS:
+        key = "replicates"
+    head = key.partition(".")[0]
+    if head not in SweepConfig.model_fields:
+        return f"-s {key}: unknown key{closest(head, list(SweepConfig.model_fields))}"
+    if key.startswith("space.params.") and len(key) > len("space.params."):
+        # Parameter names are dotted scenario keys: keep the rest whole.
+        space = _subtree(raw, ["space"])
+        params = space.get("params") if isinstance(space.get("params"), dict) else {}
+        space["params"] = params
+        params[key[len("space.params.") :]] = value
+        return None
+    parts = key.split(".")
+    node = _subtree(raw, parts[:-1])
+    node[parts[-1]] = value
+    return None
+
+
+def _subtree(tree: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    node = tree
+    for part in parts:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    return node
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+# -- messages --------------------------------------------------------------------
+
+
+def closest(key: str, candidates: list[str]) -> str:
+    """``; did you mean 'x'?`` for the closest candidate, or nothing."""
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=CLOSE_MATCH_CUTOFF)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds ``loc`` (for did-you-mean on unknown keys)."""
+    if len(loc) >= 3 and loc[:2] == ("space", "params"):
+        return list(Range.model_fields)
+    model: Any = SweepConfig
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        model = fields[part].annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+_TAGS = {"values", "range"}
+
+
+def describe_errors(err: ValidationError) -> list[str]:
+    """pydantic's errors as ``key: problem; allowed: ...`` lines."""
+    lines: list[str] = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in _TAGS)
+        key = _dotted(loc)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            lines.append(f"{key}: unknown key{closest(str(loc[-1]), _fields_at(loc))}")
+        elif kind == "literal_error":
+            lines.append(f"{key}: {e['input']!r} is not allowed; allowed: {e['ctx']['expected']}")
+        elif kind == "missing":
+            lines.append(f"{key}: required")
+        elif kind == "param_spec":
+            lines.append(f"{key}: {e['msg']} (got {e['input']!r})")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e['input']!r})")
+    return lines
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "config"
+
+
+# -- checks against the model -------------------------------------------------------
+
+
+def _scenario_problems(base: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> list[str]:
+    try:
+        Scenario.build(base, overrides)
+    except ScenarioError as err:
+        return [f"base.{line}" if not line.startswith("base") else line for line in err.problems]
+    return []
+
+
+def _field_adapters() -> dict[str, TypeAdapter[Any]]:
+    """A validator per flat scenario key: the field's type and bounds, no cross-field rules."""
+    out: dict[str, TypeAdapter[Any]] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                out[prefix + name] = TypeAdapter(Annotated[ann, *field.metadata])  # type: ignore[valid-type]
+
+    walk(Scenario, "")
+    return out
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] | None = None
+
+
+def coerce_value(key: str, value: Any) -> tuple[Any, str | None]:
+    """``value`` converted to the scenario key's type, or a problem (type, bounds, allowed)."""
+    global _ADAPTERS
+    if _ADAPTERS is None:
+        _ADAPTERS = _field_adapters()
+    if isinstance(value, (dict, list)):
+        return None, f"must be a single value, not {type(value).__name__}"
+    try:
+        coerced = _ADAPTERS[key].validate_python(value)
+    except ValidationError as err:
+        e = err.errors()[0]
+        if e["type"] == "literal_error":
+            return None, f"{value!r} is not allowed; allowed: {e['ctx']['expected']}"
+        return None, f"{e['msg']} (got {value!r})"
+    if isinstance(coerced, float) and not math.isfinite(coerced):
+        return None, f"must be finite (got {value!r})"
+    return coerced, None
+
+
+def check(config: SweepConfig) -> list[str]:
+    """Problems of meaning: base scenario, parameters, design rules, exclusions, report."""
+    problems = _scenario_problems(config.base)
+    schema = flat_schema()
+    keys = list(schema)
+    space = config.space
+    prefix = "space.params"
+    if not space.params:
+        problems.append(f"{prefix}: empty; give at least one parameter (dotted scenario key: values or range)")
+    for key, spec in space.params.items():
+        where = f"{prefix}.{key}"
+        if key not in schema:
+            problems.append(f"{where}: unknown scenario key{closest(key, keys)}")
+            continue
+        if isinstance(spec, Range):
+            problems += _check_range(where, key, schema[key], spec, space.design)
+        else:
+            problems += _check_values(where, key, spec, space.design)
+    problems += _check_design(space)
+    problems += _check_exclude(space, keys)
+    if config.report.metrics is not None:
+        for i, metric in enumerate(config.report.metrics):
+            if metric not in METRIC_NAMES:
+                problems.append(f"report.metrics[{i}]: unknown metric {metric!r}{closest(metric, list(METRIC_NAMES))}")
+    if config.report.by is not None:
+        allowed_by = [*keys, "workload"]
+        for i, key in enumerate(config.report.by):
+            if key not in allowed_by:
+                problems.append(f"report.by[{i}]: unknown parameter {key!r}{closest(key, allowed_by)}")
+    if config.run.address is not None and not config.run.address.strip():
+        problems.append("run.address: empty; allowed: auto, HOST:PORT, ray://HOST:PORT, or leave it out")
+    return problems
+
+
+def _check_values(where: str, key: str, values: list[Any], design: str) -> list[str]:
+    problems: list[str] = []
+    if not values:
+        return [f"{where}: empty list; give at least one value"]
+    coerced = []
+    for i, value in enumerate(values):
+        fixed, problem = coerce_value(key, value)
+        if problem:
+            problems.append(f"{where}[{i}]: {problem}")
+        else:
+            coerced.append(fixed)
+    if problems:
+        return problems
+    if len(set(map(repr, coerced))) != len(coerced):
+        problems.append(f"{where}: values repeat ({values!r}); give each value once")
+    if design == "factorial" and len(values) != FACTORIAL_LEVELS:
+        problems.append(f"{where}: factorial needs exactly {FACTORIAL_LEVELS} levels (got {len(values)})")
+    if design in SALIB_DESIGNS and len(values) < 2:
+        problems.append(f"{where}: {design} needs at least 2 values (a constant belongs in base)")
+    return problems
+
+
+def _check_range(where: str, key: str, kind: type, spec: Range, design: str) -> list[str]:
+    if kind not in (int, float):
+        return [f"{where}: a range needs a numeric key, and {key} is {kind.__name__}; give a list of values"]
+    problems: list[str] = []
+    for bound in ("low", "high"):
+        value = getattr(spec, bound)
+        if kind is int and value != int(value):
+            problems.append(f"{where}.{bound}: {key} is an integer key (got {value!r})")
+            continue
+        _, problem = coerce_value(key, int(value) if kind is int else value)
+        if problem:
+            problems.append(f"{where}.{bound}: {problem}")
+    if not spec.low < spec.high:
+        problems.append(f"{where}: low ({spec.low:g}) must be below high ({spec.high:g})")
+    if spec.log and spec.low <= 0:
+        problems.append(f"{where}.low: a log range needs low > 0 (got {spec.low:g})")
+    if kind is int and spec.integer is False:
+        problems.append(f"{where}.integer: {key} is an integer key; integer cannot be false")
+    if design == "grid" and spec.levels is None:
+        problems.append(f"{where}: grid needs a list of values, or a range with levels (e.g. levels: 5)")
+    if design != "grid" and spec.levels is not None:
+        problems.append(f"{where}.levels: only for grid designs ({design} samples the range itself)")
+    return problems
+
+
+def _check_design(space: Space) -> list[str]:
+    problems: list[str] = []
+    design = space.design
+    if design in SAMPLED_DESIGNS and space.samples is None:
+        hint = {"sobol": "base samples N, a power of 2", "morris": "trajectories"}.get(design, "points")
+        problems.append(f"space.samples: required by {design} ({hint})")
+    if design not in SAMPLED_DESIGNS and space.samples is not None:
+        problems.append(f"space.samples: not used by {design}; allowed with: {', '.join(sorted(SAMPLED_DESIGNS))}")
+    if design == "sobol" and space.samples is not None and space.samples & (space.samples - 1):
+        problems.append(f"space.samples: sobol needs a power of 2 (got {space.samples}; e.g. {_pow2(space.samples)})")
+    if space.calc_second_order is not None and design != "sobol":
+        problems.append(f"space.calc_second_order: only for sobol (design is {design})")
+    if space.calc_second_order and len(space.params) < 2:
+        problems.append("space.calc_second_order: needs at least 2 parameters")
+    if space.num_levels is not None and design != "morris":
+        problems.append(f"space.num_levels: only for morris (design is {design})")
+    if design in SALIB_DESIGNS and space.exclude:
+        problems.append(f"space.exclude: not allowed with {design}: its analysis needs every sample row")
+    return problems
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(1, round(math.log2(n)))
+
+
+def _check_exclude(space: Space, keys: list[str]) -> list[str]:
+    problems: list[str] = []
+    for i, rule in enumerate(space.exclude):
+        where = f"space.exclude[{i}]"
+        if not rule:
+            problems.append(f"{where}: empty rule (it would exclude every point)")
+        for key, value in rule.items():
+            if key not in keys:
+                problems.append(f"{where}.{key}: unknown scenario key{closest(key, keys)}")
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                _, problem = coerce_value(key, item)
+                if problem:
+                    problems.append(f"{where}.{key}: {problem}")
+    return problems
+
+
+# -- resolution -------------------------------------------------------------------------
+
+
+def resolve(config: SweepConfig) -> SweepConfig:
+    """The config with defaults made explicit and values in the scenario's types."""
+    schema = flat_schema()
+    params: dict[str, Any] = {}
+    for key, spec in config.space.params.items():
+        if isinstance(spec, Range):
+            integer = schema[key] is int or bool(spec.integer)
+            low, high = (int(spec.low), int(spec.high)) if integer else (spec.low, spec.high)
+            params[key] = spec.model_copy(update={"integer": integer, "low": low, "high": high})
+        else:
+            params[key] = [coerce_value(key, v)[0] for v in spec]
+    exclude = [
+        {k: [coerce_value(k, x)[0] for x in v] if isinstance(v, list) else coerce_value(k, v)[0] for k, v in r.items()}
+        for r in config.space.exclude
+    ]
+    space = config.space
+    updates: dict[str, Any] = {"params": params, "exclude": exclude}
+    if space.design == "sobol" and space.calc_second_order is None:
+        updates["calc_second_order"] = False
+    if space.design == "morris" and space.num_levels is None:
+        updates["num_levels"] = DEFAULT_MORRIS_LEVELS
+    run = config.run
+    if run.output is None:
+        run = run.model_copy(update={"output": str(DEFAULT_OUTPUT_ROOT / config.name)})
+    return config.model_copy(
+        update={
+            "base": config.base_scenario().model_dump(mode="json"),
+            "space": space.model_copy(update=updates),
+            "run": run,
+        }
+    )
+
+
+def diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """What changed between two JSON configs, one ``key: old -> new`` line each."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                lines.append(f"{where}: added ({_short(new[key])})")
+            elif key not in new:
+                lines.append(f"{where}: removed (was {_short(old[key])})")
+            else:
+                lines += diff(old[key], new[key], where)
+        return lines
+    if old != new:
+        return [f"{prefix or 'config'}: {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,132 @@
+"""Launch or resume a sweep: check the output, run the missing points, keep the manifest.
+
+This is the plain-function core of ``sweep launch`` (the command only parses
+options and prints).  Resuming is the default: a sweep whose output exists
+runs only the points absent from ``runs/``; a changed config is refused with
+what changed; ``restart`` deletes what the sweep wrote and starts over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from sweep import config as config_mod
+from sweep import design, manifest, points, rows, runner, store
+from sweep.config import SweepConfig
+from sweep.progress import NullProgress, ProgressReporter
+from sweep.worker import Outcome, load_simulator
+
+
+class OutputConflict(Exception):
+    """The output holds a different sweep (or something else); ``lines`` say what differs."""
+
+    def __init__(self, output: Path, lines: list[str]):
+        self.output = output
+        self.lines = lines
+        super().__init__(f"{output}: " + "; ".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    output: Path
+    total: int
+    done_before: int
+    summary: runner.RunSummary | None
+    counts: store.Counts
+
+    @property
+    def missing(self) -> int:
+        return max(self.total - self.counts.ok - self.counts.error, 0)
+
+
+def check_output(config: SweepConfig, output: Path) -> None:
+    """Raise :class:`OutputConflict` unless ``output`` is empty, absent, or this very sweep."""
+    existing = manifest.read(output)
+    if existing is not None:
+        if existing.get("config_hash") != config.config_hash():
+            old = {k: v for k, v in existing.get("config", {}).items() if k not in config_mod.UNHASHED_KEYS}
+            changes = config_mod.diff(old, config.hashed_part()) or ["config_hash differs"]
+            raise OutputConflict(output, [f"the config changed since this output was written: {c}" for c in changes])
+        return
+    if (output / store.RUNS_DIR).exists():
+        hashes = set(store.read_runs(output, ["config_hash"]).column("config_hash").to_pylist())
+        if hashes - {config.config_hash()}:
+            raise OutputConflict(output, ["runs/ holds rows of another config and there is no manifest.json"])
+
+
+def write_design(config: SweepConfig, output: Path) -> None:
+    """``design.parquet``: sobol/morris sample rows in problem space, for the analysis."""
+    matrix = design.sample_matrix(config.space, config.seed)
+    if matrix is None or config.space.design not in config_mod.SALIB_DESIGNS:
+        return
+    names = list(config.space.params)
+    columns = {"design_index": pa.array(range(len(matrix)), pa.int64())}
+    columns.update({name: pa.array(matrix[:, i], pa.float64()) for i, name in enumerate(names)})
+    store.write_table_atomic(output / store.DESIGN_FILE, pa.table(columns))
+
+
+def launch(
+    config: SweepConfig,
+    *,
+    restart: bool = False,
+    simulator: str = "model:simulate",
+    progress: ProgressReporter | None = None,
+    total: int | None = None,
+) -> LaunchResult:
+    """Run every missing point of ``config`` into ``config.output``; return what was done.
+
+    Raises :class:`~sweep.config.ConfigError` (impossible points, bad
+    simulator) or :class:`OutputConflict` before anything is written.
+    """
+    progress = progress or NullProgress()
+    total = points.check(config) if total is None else total
+    try:
+        load_simulator(simulator)
+    except ValueError as err:
+        raise config_mod.ConfigError([f"--simulator: {err}"]) from None
+    output = config.output
+    if not restart:
+        check_output(config, output)
+    options = runner.RunOptions(
+        batch_seconds=config.run.batch_seconds,
+        max_retries=config.run.max_retries,
+        fail_fast=config.run.fail_fast,
+        address=config.run.address,
+        num_cpus=config.run.num_cpus,
+        simulator=simulator,
+    )
+    stamp = rows.Stamp(config.name, config.config_hash())
+    with store.locked(output):
+        store.recover(output)
+        if restart:
+            store.remove_outputs(output)
+        previous = manifest.read(output)
+        created = previous.get("created") if previous else None
+        done = store.done_ids(output)
+        manifest.write(output, manifest.build(config, total, created, store.counts(output)))
+        write_design(config, output)
+        summary = None
+        missing = total - len(done)
+        if missing > 0:
+
+            def sink(batch: Sequence[points.Point], outcomes: Sequence[Outcome]) -> None:
+                store.write_batch(output, *rows.tables(stamp, batch, outcomes))
+
+            started = runner.start_ray(options.address, options.num_cpus)
+            progress.start(total, len(done))
+            try:
+                summary = runner.execute(points.iter_points(config, skip=done), missing, sink, options, progress)
+            finally:
+                progress.close()
+                counts = store.counts(output)
+                manifest.write(output, manifest.build(config, total, created, counts))
+                if started:
+                    import ray
+
+                    ray.shutdown()
+        counts = store.counts(output)
+    return LaunchResult(output, total, len(done), summary, counts)

@@ -1,0 +1,99 @@
+"""``OUTPUT/manifest.json``: what a sweep is, what produced it, and how far it got.
+
+Keys: ``name``, ``config`` (the resolved sweep config), ``config_hash``,
+``seed``, ``versions`` (packages), ``code_version`` (``git describe`` of the
+source tree if it is a git checkout, else the package version), ``created``,
+``updated``, ``counts`` {ok, error, missing, total} and, for sobol and morris,
+``problem`` (the SALib problem plus what the analysis needs).  It is rewritten
+atomically; the datasets, not the manifest, are the truth about which points
+are done (``sweep status`` recounts them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from sweep import design, store
+from sweep.config import SweepConfig
+
+MANIFEST_FILE = "manifest.json"
+VERSIONED_PACKAGES = ("kvmsweep", "ray", "pyarrow", "polars", "numpy", "SALib", "scipy", "pydantic")
+GIT_TIMEOUT_S = 5
+
+
+def path(output: Path) -> Path:
+    return output / MANIFEST_FILE
+
+
+def read(output: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path(output).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of this source tree, else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        return importlib.metadata.version("kvmsweep")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build(config: SweepConfig, total: int, created: str | None, counts: store.Counts | None) -> dict[str, Any]:
+    ok = counts.ok if counts else 0
+    error = counts.error if counts else 0
+    manifest: dict[str, Any] = {
+        "name": config.name,
+        "config": config.to_json(),
+        "config_hash": config.config_hash(),
+        "seed": config.seed,
+        "versions": versions(),
+        "code_version": code_version(),
+        "created": created or now(),
+        "updated": now(),
+        "counts": {"ok": ok, "error": error, "missing": max(total - ok - error, 0), "total": total},
+    }
+    problem = design.salib_problem(config.space)
+    if problem is not None:
+        problem["X_file"] = store.DESIGN_FILE
+        manifest["problem"] = problem
+    return manifest
+
+
+def write(output: Path, manifest: dict[str, Any]) -> None:
+    store.write_json_atomic(path(output), manifest)

@@ -1,0 +1,76 @@
+"""Turn points and their outcomes into Arrow tables of the runs and exits schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from model.result import METRIC_NAMES
+from sweep import store
+from sweep.points import Point
+from sweep.worker import Outcome
+
+WORKLOAD_KEY = "workload.kind"  # the scenario key behind the ``workload`` partition
+HARDWARE_KEY = "hardware"
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """What every row of a sweep carries besides its point."""
+
+    sweep: str
+    config_hash: str
+
+
+def _common(stamp: Stamp, point: Point) -> dict[str, Any]:
+    return {
+        "point_id": point.point_id,
+        "sweep": stamp.sweep,
+        "config_hash": stamp.config_hash,
+        "replicate": point.replicate,
+        "seed": point.seed,
+        "hardware": point.flat[HARDWARE_KEY],
+        "workload": point.flat[WORKLOAD_KEY],
+    }
+
+
+def tables(stamp: Stamp, points: Sequence[Point], outcomes: Sequence[Outcome]) -> tuple[pa.Table, pa.Table]:
+    """(runs, exits) tables for one batch; outcomes are in the points' order."""
+    metric_columns = store.metric_columns()
+    runs: list[dict[str, Any]] = []
+    exits: list[dict[str, Any]] = []
+    for point, outcome in zip(points, outcomes, strict=True):
+        if point.point_id != outcome.point_id:
+            raise RuntimeError(f"outcome {outcome.point_id} returned for point {point.point_id}")
+        common = _common(stamp, point)
+        metrics = dict(zip(METRIC_NAMES, outcome.metrics, strict=True))
+        row = {
+            **point.flat,
+            **common,
+            "design_index": point.design_index,
+            "status": store.STATUS_OK if outcome.ok else store.STATUS_ERROR,
+            "error_type": outcome.error_type,
+            "error": outcome.error,
+            "wall_s": outcome.wall_s,
+        }
+        row.update({m: metrics[m] for m in metric_columns})
+        runs.append(row)
+        for reason, detail, samples, total_ns, min_ns, max_ns in outcome.exits:
+            exits.append(
+                {
+                    **common,
+                    "reason": reason,
+                    "detail": detail,
+                    "samples": samples,
+                    "total_ns": total_ns,
+                    "min_ns": min_ns,
+                    "max_ns": max_ns,
+                }
+            )
+    return (
+        pa.Table.from_pylist(runs, schema=store.runs_schema()),
+        pa.Table.from_pylist(exits, schema=store.exits_schema()),
+    )
