@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from model import apic, kvm, spin, timer
-from model.vcpu import GUEST, IDLE, SPIN, WORK, Frame, Irq, Task, Vcpu
+from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
 
 # Guest scheduler costs (named, assumed): a guest context switch and the
 # wake-up path of try_to_wake_up inside the guest.
@@ -47,6 +47,7 @@ def pause(h, v: Vcpu) -> None:
     elif f.kind == SPIN:
         h.engine.cancel(v.seg_event)
         _book_spin(v, f, now - start)
+        f.budget -= now - start
     v.seg_event = None
     v.seg_start = -1
 
@@ -72,6 +73,14 @@ def resume(h, v: Vcpu) -> None:
     elif f.kind == SPIN:
         v.seg_start = now
         spin.spinning(h, v, f)
+    elif f.kind == PVWAIT:
+        if v.pv_unhalted:  # kicked: back to the spin loop below
+            v.pv_unhalted = False
+            frames.pop()
+            resume(h, v)
+        else:
+            v.seg_start = now
+            kvm.hlt(h, v)
     else:  # IDLE
         if v.gq:
             frames.pop()
@@ -113,8 +122,6 @@ def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
     executing = v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST
     if executing:
         pause(h, v)
-    if f.spin_started >= 0:
-        h.stats.spin_wait(v, f.spin_kind, h.engine.now - f.spin_started)
     f.kind = WORK
     f.remaining = 0.0
     f.on_done = on_done
@@ -143,7 +150,7 @@ def _run_next_task(h, v: Vcpu) -> None:
     v.gcurr = task
     task.ran_since = h.engine.now
     timer.tick_start(h, v)
-    v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: advance(h, task)))
+    v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
     resume(h, v)
 
 
@@ -154,9 +161,19 @@ def _task_idle(h, v: Vcpu) -> None:
         task = v.gq.popleft()
         v.gcurr = task
         task.ran_since = h.engine.now
-        v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: advance(h, task)))
+        v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
     else:
         v.frames.append(Frame(IDLE, kernel=True))
+
+
+def _continue(h, task: Task) -> None:
+    """A task gets its vCPU back: finish what its wake-up asked for, or go on."""
+    then = task.resume_with
+    if then is not None:
+        task.resume_with = None
+        then()
+    else:
+        advance(h, task)
 
 
 def advance(h, task: Task, value=None) -> None:
@@ -175,6 +192,9 @@ def advance(h, task: Task, value=None) -> None:
             v.frames.append(Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task)))
             return
         if kind == "block":
+            if task.wake_pending:
+                task.wake_pending = False
+                continue
             task.runnable = False
             _task_idle(h, v)
             return
@@ -193,6 +213,7 @@ def advance(h, task: Task, value=None) -> None:
 def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
     """try_to_wake_up in the guest; returns the vCPU to send a RESCHEDULE IPI to."""
     if task.runnable:
+        task.wake_pending = True  # it has not gone to sleep yet: it will not
         return None
     task.runnable = True
     tv = _select_vcpu(task)
@@ -225,6 +246,10 @@ def _select_vcpu(task: Task) -> Vcpu:
 
 def block(h, task: Task) -> None:
     """The current task sleeps (from inside a ``call`` op's continuation)."""
+    if task.wake_pending:
+        task.wake_pending = False
+        _continue(h, task)
+        return
     task.runnable = False
     _task_idle(h, task.vcpu)
 

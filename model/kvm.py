@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from model import guest, scheduler, spin
+from model import guest, locks, scheduler, spin
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.host import POLL as M_POLL
@@ -117,6 +117,7 @@ def preempt_out(h, v: Vcpu) -> None:
         p.need_resched = False
         enter_guest(h, v)
         return
+    locks.owner_preempted(h, v)
     v.state = RUNNABLE
     v.preempted = True
     v.ready = True

@@ -75,10 +75,6 @@ class Stats:
         if self.measuring and v.vm.index == MEASURED_VM:
             self.counters[name] += n
 
-    def spin_wait(self, v: Vcpu, kind: str, ns: int) -> None:
-        if kind == "qspin" and self.measuring and v.vm.index == MEASURED_VM:
-            self.lock_waits.append(ns)
-
     def ple_exit(self, v: Vcpu) -> None:
         self.count(v, "ple_exits")
 

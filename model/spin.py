@@ -13,7 +13,7 @@ posted interrupt pending.
 
 from __future__ import annotations
 
-from model import apic, kvm, scheduler
+from model import apic, guest, kvm, locks, scheduler
 from model.vcpu import HALTED, Frame, Vcpu
 
 ON_SPIN_PASSES = 2  # kvm_vcpu_on_spin: two passes round-robin from last_boosted_vcpu
@@ -45,10 +45,20 @@ def window_ns(h, v: Vcpu) -> int:
 
 def spinning(h, v: Vcpu, f: Frame) -> None:
     """A SPIN frame starts (or resumes) executing on ``v``."""
-    if f.spin_started < 0:
-        f.spin_started = h.engine.now
+    budget = f.budget
     if h.sc.features.ple and f.kernel:
-        v.seg_event = h.engine.after(window_ns(h, v), _ple_exit, h, v)
+        ple = window_ns(h, v)
+        if ple < budget:
+            v.seg_event = h.engine.after(ple, _ple_exit, h, v)
+            return
+    if budget != float("inf"):
+        v.seg_event = h.engine.after(max(1, int(budget)), _budget_spent, h, v, f)
+
+
+def _budget_spent(h, v: Vcpu, f: Frame) -> None:
+    v.seg_event = None
+    guest.pause(h, v)
+    locks.spin_budget_spent(h, v, f)
 
 
 def _ple_exit(h, v: Vcpu) -> None:

@@ -24,8 +24,8 @@ STATE_NAMES = ("GUEST", "EXIT", "HALTED", "RUNNABLE", "POLL")
 # vCPU time buckets (steal = RUNNABLE).
 ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = range(3)
 
-# Frame kinds.
-WORK, SPIN, IDLE = range(3)
+# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() until kicked.
+WORK, SPIN, IDLE, PVWAIT = range(4)
 
 
 @dataclass(slots=True, eq=False)
@@ -38,7 +38,7 @@ class Frame:
     on_done: Callable[[], Any] | None = None  # WORK: called when it completes
     handler: bool = False  # an interrupt handler (interrupts stay masked)
     spin_kind: str = ""  # SPIN: "csfm" (IPI acknowledgements), "qspin", "rwsem"
-    spin_started: int = -1  # SPIN: when the wait began (for its total)
+    budget: float = float("inf")  # SPIN: spinning left before pv_wait (PV spinlock)
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +61,8 @@ class Task:
     vcpu: "Vcpu"
     runnable: bool = True
     ran_since: int = 0  # when it last got the vCPU (guest time slice)
+    wake_pending: bool = False  # woken while still on its way to sleep
+    resume_with: Callable[[], Any] | None = None  # what a woken task does first (retry a lock)
 
 
 @dataclass(slots=True, eq=False)

@@ -1,5 +1,28 @@
-"""Placeholder until part 2 lands."""
+"""lockbench: threads take one shared queued spinlock, critical section ``cs_ns``.
+
+Metric: acquisitions/s; the wait for the lock is sampled for its p99.
+"""
+
+from __future__ import annotations
+
+from model import guest, locks
+from model.vcpu import Task
 
 
 def build(h, vm, knobs, rng) -> None:
-    raise NotImplementedError("workload not yet implemented")
+    lock = locks.QSpinLock()
+    for v in vm.vcpus:
+        for k in range(knobs.threads_per_vcpu):
+            think = knobs.think_ns * (0.5 + rng.random())  # threads drift apart
+            task = Task(f"lock{v.index}.{k}", None, v)
+            task.gen = _thread(h, vm.index, lock, knobs.cs_ns, think)
+            guest.start_task(h, task)
+
+
+def _thread(h, vm_index: int, lock, cs_ns: int, think_ns: float):
+    while True:
+        yield ("run", think_ns, False)
+        yield ("call", locks.spin_lock, lock)
+        yield ("run", cs_ns, True)
+        yield ("call", locks.spin_unlock, lock)
+        h.stats.add_work(vm_index, "acquisitions", 1)
