@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from model import kvm
+from model import guest, kvm
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.vcpu import GUEST, WORK, Frame, Irq, Vcpu
@@ -59,7 +59,7 @@ def send_accelerated(h) -> bool:
 
 def send_resched(h, src: Vcpu, target: Vcpu, cont: Callable[[], None]) -> None:
     """A unicast RESCHEDULE IPI (guest try_to_wake_up on an idle remote vCPU)."""
-    irq = Irq("resched", h.prof.guest_irq_ns)
+    irq = Irq("resched", h.prof.guest_irq_ns, lambda: guest.preempt_check(h, target))
     send(h, src, [target], [irq], cont, multicast=False)
 
 
@@ -96,14 +96,17 @@ def send(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multicast: bo
         else:
             exits = [("MSR_WRITE", "0x830", prof.exit_msr_icr_ns, prof.icr_send_slow_ns, [i])
                      for i in range(len(targets))]
-    phases = tuple((M_EXIT, cost, reason, detail) for reason, detail, cost, _, _ in exits)
-    booked = kvm.exit_chain(h, src, phases, cont)
-    start = 0
-    for (_, _, cost, send_at, group), took in zip(exits, booked):
-        offset = start + int(took * min(1.0, send_at / cost)) if cost > 0 else start
-        for i in group:
-            h.engine.after(offset, deliver, h, src, targets[i], irqs[i])
-        start += took
+    phases = []
+    for reason, detail, cost, send_at, group in exits:
+        fraction = min(1.0, send_at / cost) if cost > 0 else 0.0
+        action = (fraction, _deliver_group, h, src, [targets[i] for i in group], [irqs[i] for i in group])
+        phases.append((M_EXIT, cost, reason, detail, action))
+    kvm.exit_chain(h, src, tuple(phases), cont)
+
+
+def _deliver_group(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq]) -> None:
+    for target, irq in zip(targets, irqs):
+        deliver(h, src, target, irq)
 
 
 def _send_accelerated(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont) -> None:
@@ -122,12 +125,11 @@ def _send_accelerated(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont) 
         src.frames.append(work)
         return
     # AVIC_INCOMPLETE_IPI: KVM emulates the rest and kicks the targets
-    phases = tuple((M_EXIT, prof.exit_avic_incomplete_ipi_ns, "AVIC_INCOMPLETE_IPI", "") for _ in incomplete)
-    booked = kvm.exit_chain(h, src, ((M_GUEST, per * len(targets), None, ""),) + phases, cont)
-    start = booked[0]
-    for i, took in zip(incomplete, booked[1:]):
-        start += took
-        h.engine.after(start, deliver, h, src, targets[i], irqs[i])
+    phases = ((M_GUEST, per * len(targets), None, ""),) + tuple(
+        (M_EXIT, prof.exit_avic_incomplete_ipi_ns, "AVIC_INCOMPLETE_IPI", "", (1.0, deliver, h, src, targets[i], irqs[i]))
+        for i in incomplete
+    )
+    kvm.exit_chain(h, src, phases, cont)
 
 
 def deliver(h, src: Vcpu, target: Vcpu, irq: Irq) -> None:

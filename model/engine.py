@@ -46,6 +46,10 @@ class Engine:
         if entry is not None:
             entry[2] = None
 
+    def pending(self) -> list[Event]:
+        """Live scheduled events, for inspection (invariant checks)."""
+        return [entry for entry in self._heap if entry[2] is not None]
+
     def run(self, until_ns: int) -> None:
         """Process events up to and including ``until_ns``; leave the clock there."""
         heap = self._heap

@@ -154,8 +154,28 @@ def _run_next_task(h, v: Vcpu) -> None:
     resume(h, v)
 
 
+def _preempt(h, v: Vcpu, task: Task, frame: Frame) -> None:
+    """Guest preemption: ``task``'s user work waits; the next runnable task runs."""
+    task.saved = frame
+    v.gq.append(task)
+    _task_idle(h, v)
+
+
+def preempt_check(h, v: Vcpu) -> None:
+    """After a RESCHEDULE IPI: preempt the current task if it is in user work."""
+    task = v.gcurr
+    if task is None or not v.guest_resched or not v.gq:
+        return
+    top = v.frames[-1] if v.frames else None
+    if top is not None and top.kind == WORK and not top.kernel and not top.handler and len(v.frames) == 1:
+        pause(h, v)
+        v.frames.pop()
+        _preempt(h, v, task, top)
+
+
 def _task_idle(h, v: Vcpu) -> None:
     """The current task blocked or ended: run the next one or go idle."""
+    v.guest_resched = False
     v.gcurr = None
     if v.gq:
         task = v.gq.popleft()
@@ -168,6 +188,10 @@ def _task_idle(h, v: Vcpu) -> None:
 
 def _continue(h, task: Task) -> None:
     """A task gets its vCPU back: finish what its wake-up asked for, or go on."""
+    if task.saved is not None:
+        task.vcpu.frames.append(task.saved)
+        task.saved = None
+        return
     then = task.resume_with
     if then is not None:
         task.resume_with = None
@@ -189,7 +213,11 @@ def advance(h, task: Task, value=None) -> None:
         value = None
         kind = op[0]
         if kind == "run":
-            v.frames.append(Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task)))
+            frame = Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task))
+            if not op[2] and v.guest_resched and v.gq:
+                _preempt(h, v, task, frame)  # return to user mode with need_resched set
+            else:
+                v.frames.append(frame)
             return
         if kind == "block":
             if task.wake_pending:
@@ -219,7 +247,12 @@ def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
     tv = _select_vcpu(task)
     task.vcpu = tv
     tv.gq.append(task)
-    if tv.gcurr is not None or tv is waker:
+    if tv.gcurr is not None:
+        # check_preempt_wakeup: a sleeper's vruntime credit (half of the 24 ms
+        # latency) beats the 4 ms wakeup granularity, so the woken task preempts
+        tv.guest_resched = True
+        return None if tv is waker else tv
+    if tv is waker:
         return None
     if h.sc.vm.idle == "poll":
         # TIF_POLLING_NRFLAG: the polling idle loop notices without an IPI

@@ -36,27 +36,44 @@ def exit_cost(h, v: Vcpu, mean_ns: float) -> int:
     return max(1, int(mean_ns * math.exp(sigma * z - 0.5 * sigma * sigma)))
 
 
-def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> list[int]:
-    """Leave the guest for ``phases`` = ((mode, mean_ns, reason, detail), ...).
+def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> None:
+    """Leave the guest for ``phases`` = ((mode, mean_ns, reason, detail[, action]), ...).
 
     ``reason`` None marks a phase that is not an exit (a guest handler inside a
-    chain).  ``cont`` runs when the vCPU is back in the guest.  Returns the
-    sampled duration of each phase, so callers can time events inside it.
+    chain).  ``action`` = (fraction, fn, *args) runs ``fn(*args)`` that far into
+    the phase (an IPI leaving in the middle of its ICR exit).  ``cont`` runs
+    when the vCPU is back in the guest.  A vCPU already in an exit queues the
+    chain behind the current one: one guest op can exit several times in a
+    row (a lock release waking several sleepers).
     """
+    if cont is not None:
+        v.conts.append(cont)
+    if v.state == EXIT:
+        v.queued_exits.append(phases)
+        return
+    if v.state != GUEST:
+        raise RuntimeError(f"exit requested by {v!r}, which is not running guest code")
     guest.pause(h, v)
     v.state = EXIT
+    _start_chain(h, v, phases)
+
+
+def _start_chain(h, v: Vcpu, phases: tuple) -> None:
+    now = h.engine.now
     booked = []
     total = 0
-    for mode, mean_ns, reason, detail in phases:
+    for phase in phases:
+        mode, mean_ns, reason, detail = phase[:4]
         ns = exit_cost(h, v, mean_ns) if reason is not None else int(mean_ns)
         if reason is not None:
             h.stats.record_exit(v, reason, detail, ns)
+        if len(phase) > 4 and phase[4] is not None:
+            fraction, fn, *args = phase[4]
+            h.engine.at(now + total + int(ns * fraction), fn, *args)
         booked.append((mode, ns))
         total += ns
-    v.pcpu.start_chain(tuple(booked), h.engine.now)
-    v.cont = cont
+    v.pcpu.start_chain(tuple(booked), now)
     v.exit_event = h.engine.after(total, _chain_done, h, v)
-    return [ns for _, ns in booked]
 
 
 def simple_exit(h, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=None) -> None:
@@ -65,6 +82,9 @@ def simple_exit(h, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=
 
 def _chain_done(h, v: Vcpu) -> None:
     v.exit_event = None
+    if v.queued_exits:
+        _start_chain(h, v, v.queued_exits.popleft())
+        return
     reenter(h, v)
 
 
@@ -85,10 +105,9 @@ def enter_guest(h, v: Vcpu) -> None:
     v.pcpu.set_mode(M_GUEST, h.engine.now)
     if v.tlb_flush_pending:  # PV TLB flush: KVM_VCPU_FLUSH_TLB honoured on entry
         v.tlb_flush_pending = False
-    cont = v.cont
-    if cont is not None:
-        v.cont = None
-        cont()
+    conts = v.conts
+    while conts and v.state == GUEST:
+        conts.popleft()()
     if v.state == GUEST and v.seg_start < 0:
         guest.resume(h, v)
 

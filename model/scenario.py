@@ -90,6 +90,7 @@ class Ebizzy(_Frozen):
     search_ns: int = Field(20_000, ge=0)  # search of the copied record
     fault_ns: int = Field(250, ge=0)  # one anonymous page fault, under mmap_sem read
     trim_ns: int = Field(4_000, ge=0)  # munmap/brk trim work under mmap_sem write
+    zone_lock_ns: int = Field(1_000, ge=0)  # pages to/from the buddy allocator under zone->lock
     flush_ns: int = Field(600, ge=0)  # TLB flush handler on each target
 
 
@@ -184,7 +185,9 @@ class Scenario(_Frozen):
         if self.workload.kind == "vmexit" and self.vm.vcpus < 2:
             raise ValueError("vm.vcpus: the vmexit microbenchmarks need at least 2 vCPUs")
         if self.sim.warmup_ms >= self.sim.duration_ms:
-            raise ValueError("sim.warmup_ms: must be shorter than sim.duration_ms")
+            raise ValueError(
+                f"sim.warmup_ms: {self.sim.warmup_ms} must be shorter than sim.duration_ms ({self.sim.duration_ms})"
+            )
         return self
 
     # -- construction ---------------------------------------------------
@@ -198,12 +201,13 @@ class Scenario(_Frozen):
             problem = set_dotted(merged, key, value)
             if problem:
                 problems.append(problem)
+        try:
+            scenario = cls.model_validate(merged)
+        except ValidationError as err:
+            raise ScenarioError(problems + describe_errors(err, cls)) from None
         if problems:
             raise ScenarioError(problems)
-        try:
-            return cls.model_validate(merged)
-        except ValidationError as err:
-            raise ScenarioError(describe_errors(err, cls)) from None
+        return scenario
 
     def flat(self) -> dict[str, Any]:
         """Every parameter as ``dotted.key -> scalar`` (None for unset cost overrides)."""

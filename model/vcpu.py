@@ -63,6 +63,7 @@ class Task:
     ran_since: int = 0  # when it last got the vCPU (guest time slice)
     wake_pending: bool = False  # woken while still on its way to sleep
     resume_with: Callable[[], Any] | None = None  # what a woken task does first (retry a lock)
+    saved: Frame | None = None  # user work interrupted by a guest preemption
 
 
 @dataclass(slots=True, eq=False)
@@ -110,10 +111,12 @@ class Vcpu:
     seg_event: Any = None
     speed: float = 1.0
     exit_event: Any = None
-    cont: Any = None  # what the guest does once back from the current exit
+    conts: deque = field(default_factory=deque)  # what the guest does once back from its exits
+    queued_exits: deque = field(default_factory=deque)  # chains waiting for the current one
     # guest scheduler
     gq: deque = field(default_factory=deque)  # runnable guest tasks
     gcurr: Task | None = None
+    guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
     tick_event: Any = None
     tick_deadline: int = -1
     timer_event: Any = None  # workload hrtimer (cyclictest)

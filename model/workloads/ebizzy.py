@@ -1,9 +1,11 @@
 """ebizzy -M: 2 threads per vCPU; each record copies a 512 KiB chunk, searches it, frees it.
 
 With -M ebizzy never uses mmap, so every free trims the heap: the kernel takes
-mmap_sem for writing, zaps the pages and flushes remote TLBs with a
-synchronous call-function-many while still holding it; the next malloc
-faults the pages back in under mmap_sem for reading.  Metric: records/s.
+mmap_sem for writing, zaps the pages, returns them to the buddy allocator
+under ``zone->lock`` (a queued spinlock) and flushes remote TLBs with a
+synchronous call-function-many while still holding mmap_sem; the next malloc
+faults the pages back in under mmap_sem for reading, taking pages from the
+buddy allocator under ``zone->lock`` again.  Metric: records/s.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ FREES_PAGE_TABLES = True  # a heap trim unmaps whole page tables (free_pgtables)
 class Mm:
     """The ebizzy process's address space."""
 
-    __slots__ = ("mmap_sem",)
+    __slots__ = ("mmap_sem", "zone_lock")
 
     def __init__(self) -> None:
         self.mmap_sem = locks.RwSem()
+        self.zone_lock = locks.QSpinLock()
 
 
 def build(h, vm, knobs, rng) -> None:
@@ -36,14 +39,20 @@ def build(h, vm, knobs, rng) -> None:
 
 
 def _thread(h, vm, knobs, copy_ns: float, fault_ns: float):
-    sem = vm.mm.mmap_sem
+    sem, zone = vm.mm.mmap_sem, vm.mm.zone_lock
     while True:
         yield ("call", locks.down_read, sem)  # malloc: fault the chunk back in
+        yield ("call", locks.spin_lock, zone)
+        yield ("run", knobs.zone_lock_ns, True)
+        yield ("call", locks.spin_unlock, zone)
         yield ("run", fault_ns, True)
         yield ("call", locks.up_read, sem)
         yield ("run", copy_ns + knobs.search_ns, False)  # memcpy + search, user mode
         yield ("call", locks.down_write, sem)  # free: trim the heap
         yield ("run", knobs.trim_ns, True)
+        yield ("call", locks.spin_lock, zone)
+        yield ("run", knobs.zone_lock_ns, True)
+        yield ("call", locks.spin_unlock, zone)
         yield ("call", tlb.shootdown, knobs.flush_ns, FREES_PAGE_TABLES)
         yield ("call", locks.up_write, sem)
         h.stats.add_work(vm.index, "records", 1)
