@@ -1,0 +1,21 @@
+import math
+
+from tests.model.conftest import run
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a if k != "wall_s")
+
+
+def test_same_scenario_and_seed_give_identical_results():
+    kw = {"workload.kind": "hackbench", "workload.hackbench.groups": 1, "vm.vcpus": 8, "sim.duration_ms": 10,
+          "sim.warmup_ms": 2}
+    a, b = run(seed=7, **kw), run(seed=7, **kw)
+    assert _same(a.metrics, b.metrics)
+    assert a.exits == b.exits
+
+
+def test_different_seeds_differ():
+    kw = {"workload.kind": "ebizzy", "vm.vcpus": 8, "sim.duration_ms": 20, "sim.warmup_ms": 2}
+    a, b = run(seed=1, **kw), run(seed=2, **kw)
+    assert not _same(a.metrics, b.metrics)

@@ -1,0 +1,43 @@
+"""The balances that hold in every run, on every workload (MODEL.md, issue 2/3)."""
+
+import pytest
+
+from tests.model.conftest import run
+
+CASES = {
+    "cpu-bound": {"workload.kind": "cpu-bound"},
+    "cyclictest": {"workload.kind": "cyclictest"},
+    "hackbench": {"workload.kind": "hackbench", "workload.hackbench.groups": 1, "workload.hackbench.senders": 4,
+                  "workload.hackbench.receivers": 4},
+    "ebizzy": {"workload.kind": "ebizzy"},
+    "lockbench": {"workload.kind": "lockbench"},
+    "vmexit": {"workload.kind": "vmexit", "vm.idle": "poll"},
+    "ebizzy-overcommit-same": {"workload.kind": "ebizzy", "overcommit": 2.0, "corunner.workload": "same"},
+    "hackbench-floating-rome-xapic-avic": {"workload.kind": "hackbench", "hardware": "rome", "pinning": "none",
+                                          "overcommit": 1.5, "vm.apic": "xapic", "vm.avic": True,
+                                          "workload.hackbench.groups": 1},
+    "lockbench-pv-off-overcommit": {"workload.kind": "lockbench", "overcommit": 2.0, "corunner.workload": "same",
+                                    "features.pv_spinlock": False},
+    "lockbench-boost-queue-head": {"workload.kind": "lockbench", "overcommit": 2.0, "corunner.workload": "same",
+                                   "features.boost_queue_head": True, "workload.lockbench.cs_ns": 20000},
+    "cyclictest-genoa-x2avic-halt-poll": {"workload.kind": "cyclictest", "hardware": "genoa", "vm.avic": True,
+                                          "overcommit": 2.0},
+    "hackbench-sapphirerapids-ipiv": {"workload.kind": "hackbench", "hardware": "sapphirerapids",
+                                      "vm.apic": "x2apic_phys", "workload.hackbench.groups": 1},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_invariants_hold(case):
+    r = run(seed=3, **{"vm.vcpus": 8, "sim.duration_ms": 25, "sim.warmup_ms": 5, **CASES[case]})
+    inv = r.invariants
+    # each pCPU's measured time splits exactly into guest, exit, idle, poll and switch
+    assert inv["pcpu_time_error_ns"] == 0
+    # every IPI sent is handled, pending in an IRR, or still on its way
+    assert inv["ipis_sent"] == inv["ipis_handled"] + inv["ipis_pending"] + inv["ipis_in_flight"]
+    # the exit table adds up to the exits counted
+    assert inv["exit_table_samples"] == inv["exits_counted"]
+    shares = ["pcpu_guest_pct", "pcpu_exit_pct", "pcpu_idle_pct", "pcpu_poll_pct", "pcpu_switch_pct"]
+    assert sum(r.metrics[k] for k in shares) == pytest.approx(100.0)
+    vcpu_shares = r.metrics["guest_pct"] + r.metrics["exit_pct"] + r.metrics["steal_pct"] + r.metrics["halted_pct"]
+    assert vcpu_shares == pytest.approx(100.0, abs=1e-6)
