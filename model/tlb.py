@@ -37,14 +37,17 @@ def shootdown(h, task: Task, handler_ns: float, freed_tables: bool) -> None:
     v = task.vcpu
     feat = h.sc.features
     targets: list[Vcpu] = []
+    deferred = 0
     for t in v.vm.vcpus:
         if t is v or (t.gcurr is None and not freed_tables):
             continue  # ourselves, or lazy-TLB (idle) when no page table is freed
         if feat.pv_tlb_flush and t.steal_preempted:
             t.tlb_flush_pending = True
-            h.stats.count(v, "tlb_flushes_deferred")
+            deferred += 1
             continue
         targets.append(t)
+    if deferred:
+        h.stats.count(v, "tlb_flushes_deferred", deferred)
     h.stats.count(v, "tlb_shootdowns")
     if not targets:
         guest.advance(h, task)

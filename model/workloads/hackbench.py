@@ -41,6 +41,11 @@ def build(h, vm, knobs, rng) -> None:
 
 
 def _sender(h, task: Task, group: Group, knobs):
+    """Write rounds until some receiver's buffer is full, then sleep.
+
+    The first round's writes wake the sleeping receivers at once; the rounds
+    that fill the rest of the buffers are executed as one op (the sender
+    does not block in between, so nothing observable happens there)."""
     n = knobs.receivers
     while True:
         while max(group.queued) >= knobs.burst:
@@ -53,6 +58,11 @@ def _sender(h, task: Task, group: Group, knobs):
             if reader is not None:
                 group.readers_waiting[r] = None
                 yield ("wake", reader)
+        rounds = knobs.burst - max(group.queued)
+        if rounds > 0:
+            yield ("run", knobs.send_ns * n * rounds, True)
+            for r in range(n):
+                group.queued[r] += rounds
 
 
 def _receiver(h, vm_index: int, task: Task, group: Group, r: int, knobs):
