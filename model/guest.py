@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from model import apic, kvm, spin, timer
+from model import apic, kvm, locks, scheduler, spin, timer
 from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
 
 # Guest scheduler costs (named, assumed): a guest context switch and the
@@ -159,6 +159,25 @@ def _preempt(h, v: Vcpu, task: Task, frame: Frame) -> None:
     task.saved = frame
     v.gq.append(task)
     _task_idle(h, v)
+
+
+def tick_preempt(h, v: Vcpu) -> None:
+    """scheduler_tick -> check_preempt_tick in the guest: the task's slice is used up.
+
+    User work is preempted at once; an rwsem optimistic spinner sees
+    need_resched() and goes to sleep (rwsem_optimistic_spin); spinlock and
+    IPI-acknowledgement spinners do not (preemption is off)."""
+    task = v.gcurr
+    if task is None or not v.gq or v.state != GUEST:
+        return
+    if h.engine.now - task.ran_since < scheduler.slice_ns(len(v.gq) + 1):
+        return
+    v.guest_resched = True
+    top = v.frames[-1] if v.frames else None
+    if top is not None and top.kind == SPIN and top.spin_kind == "rwsem":
+        locks.spinner_need_resched(h, v, top)
+    else:
+        preempt_check(h, v)
 
 
 def preempt_check(h, v: Vcpu) -> None:

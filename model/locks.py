@@ -98,23 +98,17 @@ def _should_wait_early(h, lock: QSpinLock, task: Task) -> bool:
     return pred is not None and pred.vcpu.steal_preempted
 
 
-def spin_budget_spent(h, v: Vcpu, frame: Frame) -> None:
-    """A PV spinlock waiter spun SPIN_THRESHOLD loops: pv_wait() halts the vCPU."""
-    _pv_wait(h, v, frame)
-
-
 def _pv_wait(h, v: Vcpu, frame: Frame) -> None:
+    """pv_wait(): halt above the waiter's spin loop until kicked (the caller resumes the vCPU)."""
     frame.budget = 0.0
-    if v.seg_start >= 0 and v.frames[-1] is frame:
-        guest.pause(h, v)
-        v.frames.append(Frame(PVWAIT, kernel=True))
-        if v.state == GUEST:
-            guest.resume(h, v)
-    else:
-        v.frames.insert(v.frames.index(frame) + 1, Frame(PVWAIT, kernel=True))
+    v.frames.insert(v.frames.index(frame) + 1, Frame(PVWAIT, kernel=True))
 
 
 # -- rwsem ----------------------------------------------------------------------------
+
+# kernel/locking/rwsem.c (5.3+)
+RWSEM_WAIT_TIMEOUT_NS = 4_000_000  # RWSEM_WAIT_TIMEOUT = HZ/250: then the head waiter gets a handoff
+RWSEM_READER_SPIN_NS = 25_000  # rwsem_rspin_threshold: writers spin on readers at most 25 us
 
 
 class RwSem:
@@ -123,17 +117,28 @@ class RwSem:
     def __init__(self) -> None:
         self.owner: Task | None = None  # the writer
         self.readers = 0
-        self.queue: deque[tuple[Task, bool]] = deque()  # (task, wants_write), asleep
-        self.spinners: dict[Task, Frame] = {}
+        self.queue: deque[tuple[Task, bool, int]] = deque()  # (task, wants_write, since): asleep
+        self.spinners: dict[Task, tuple[Frame, bool]] = {}  # optimistic spinners: (frame, wants_write)
+
+
+def _owner_running(sem: RwSem) -> bool:
+    """rwsem_can_spin_on_owner: a writer owns it and its vCPU is not preempted."""
+    return sem.owner is not None and not sem.owner.vcpu.steal_preempted
+
+
+def _handoff(h, sem: RwSem) -> bool:
+    """The head sleeper waited past RWSEM_WAIT_TIMEOUT: spinners may not steal."""
+    return bool(sem.queue) and h.engine.now - sem.queue[0][2] > RWSEM_WAIT_TIMEOUT_NS
 
 
 def down_read(h, task: Task, sem: RwSem) -> None:
-    if sem.owner is None and not sem.queue:
+    if sem.owner is None and not sem.queue and not _writer_spinning(sem):
         sem.readers += 1
         guest.advance(h, task)
-        return
-    sem.queue.append((task, False))
-    guest.block(h, task)
+    elif _owner_running(sem) and not _handoff(h, sem):
+        _spin(h, task, sem, wants_write=False, budget=float("inf"))
+    else:
+        _sleep(h, task, sem, wants_write=False)
 
 
 def up_read(h, task: Task, sem: RwSem) -> None:
@@ -144,18 +149,17 @@ def up_read(h, task: Task, sem: RwSem) -> None:
 
 
 def down_write(h, task: Task, sem: RwSem) -> None:
-    v = task.vcpu
-    if sem.owner is None and sem.readers == 0:
+    if sem.owner is None and sem.readers == 0 and not _handoff(h, sem):
         sem.owner = task
         guest.advance(h, task)
-        return
-    if sem.owner is not None and not sem.owner.vcpu.steal_preempted and not sem.queue:
-        frame = Frame(SPIN, kernel=True, spin_kind="rwsem")
-        sem.spinners[task] = frame
-        v.frames.append(frame)
-        return
-    sem.queue.append((task, True))
-    guest.block(h, task)
+    elif _handoff(h, sem):
+        _sleep(h, task, sem, wants_write=True)
+    elif _owner_running(sem):
+        _spin(h, task, sem, wants_write=True, budget=float("inf"))
+    elif sem.owner is None:  # reader-owned: spin a little (rwsem_spin_on_owner, OWNER_READER)
+        _spin(h, task, sem, wants_write=True, budget=RWSEM_READER_SPIN_NS)
+    else:
+        _sleep(h, task, sem, wants_write=True)
 
 
 def up_write(h, task: Task, sem: RwSem) -> None:
@@ -164,33 +168,57 @@ def up_write(h, task: Task, sem: RwSem) -> None:
     guest.advance(h, task)
 
 
+def _writer_spinning(sem: RwSem) -> bool:
+    return any(w for _, w in sem.spinners.values())
+
+
+def _spin(h, task: Task, sem: RwSem, wants_write: bool, budget: float) -> None:
+    frame = Frame(SPIN, kernel=True, spin_kind="rwsem", budget=budget)
+    sem.spinners[task] = (frame, wants_write)
+    task.vcpu.frames.append(frame)
+
+
+def _sleep(h, task: Task, sem: RwSem, wants_write: bool) -> None:
+    sem.queue.append((task, wants_write, h.engine.now))
+    guest.block(h, task)
+
+
 def _hand_over(h, waker: Vcpu, sem: RwSem) -> None:
-    """The lock is free: a running optimistic spinner takes it, else wake the queue head."""
-    for spinner, frame in sem.spinners.items():
-        sv = spinner.vcpu
-        if sv.state == GUEST and sv.frames and sv.frames[-1] is frame:
-            del sem.spinners[spinner]
-            sem.owner = spinner
-            guest.release_spin(h, sv, frame, lambda: guest.advance(h, spinner))
+    """The lock is free: running spinners take it, else (or on handoff) the sleepers do."""
+    if not _handoff(h, sem):
+        running = [(t, f, w) for t, (f, w) in sem.spinners.items() if _executing(t.vcpu, f)]
+        writer = next(((t, f) for t, f, w in running if w), None)
+        if writer is not None:
+            task, frame = writer
+            del sem.spinners[task]
+            sem.owner = task
+            guest.release_spin(h, task.vcpu, frame, lambda: guest.advance(h, task))
+            return
+        readers = [(t, f) for t, f, w in running if not w]
+        if readers:
+            for task, frame in readers:
+                del sem.spinners[task]
+                sem.readers += 1
+                guest.release_spin(h, task.vcpu, frame, lambda t=task: guest.advance(h, t))
             return
     if sem.spinners:
         _spinners_to_sleep(h, sem)
     if not sem.queue:
         return
-    task, wants_write = sem.queue[0]
+    task, wants_write, _ = sem.queue[0]
     if wants_write:
         sem.queue.popleft()
-        _retry_later(h, waker, task, sem)
+        sem.owner = task  # woken with the handoff: the lock is its own
+        _wake_with(h, waker, task, None)
         return
     while sem.queue and not sem.queue[0][1]:
-        reader, _ = sem.queue.popleft()
-        sem.readers += 1
+        reader, _, _ = sem.queue.popleft()
+        sem.readers += 1  # rwsem_mark_wake grants readers the lock as it wakes them
         _wake_with(h, waker, reader, None)
 
 
-def _retry_later(h, waker: Vcpu, task: Task, sem: RwSem) -> None:
-    """A woken writer tries again when it runs (it may find the lock stolen)."""
-    _wake_with(h, waker, task, lambda: down_write(h, task, sem))
+def _executing(v: Vcpu, frame: Frame) -> bool:
+    return v.state == GUEST and bool(v.frames) and v.frames[-1] is frame
 
 
 def _wake_with(h, waker: Vcpu, task: Task, then) -> None:
@@ -200,15 +228,36 @@ def _wake_with(h, waker: Vcpu, task: Task, then) -> None:
 
 def _spinners_to_sleep(h, sem: RwSem) -> None:
     """Spinners whose owner vanished or was preempted give up and queue to sleep."""
-    for spinner, frame in list(sem.spinners.items()):
+    for spinner, (frame, wants_write) in list(sem.spinners.items()):
         del sem.spinners[spinner]
-        sem.queue.append((spinner, True))
-        guest.release_spin(h, spinner.vcpu, frame, lambda s=spinner: guest.block(h, s))
+        guest.release_spin(h, spinner.vcpu, frame, lambda s=spinner, w=wants_write: _sleep(h, s, sem, w))
+
+
+def spin_budget_spent(h, v: Vcpu, frame: Frame) -> None:
+    """A bounded spin ran out: a PV spinlock waiter halts, an rwsem writer goes to sleep."""
+    if frame.spin_kind == "qspin":
+        _pv_wait(h, v, frame)
+        return
+    sem = v.vm.mm.mmap_sem
+    for task, (f, wants_write) in list(sem.spinners.items()):
+        if f is frame:
+            del sem.spinners[task]
+            guest.release_spin(h, v, frame, lambda: _sleep(h, task, sem, wants_write))
+            return
+
+
+def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
+    """The guest wants the spinner's vCPU for another task: stop spinning, sleep."""
+    sem = v.vm.mm.mmap_sem
+    for task, (f, wants_write) in list(sem.spinners.items()):
+        if f is frame:
+            del sem.spinners[task]
+            guest.release_spin(h, v, frame, lambda: _sleep(h, task, sem, wants_write))
+            return
 
 
 def owner_preempted(h, v: Vcpu) -> None:
     """kvm.preempt_out hook: rwsem spinners stop spinning when the owner's vCPU is preempted."""
-    mm = v.vm.mm
-    sem = getattr(mm, "mmap_sem", None)
+    sem = getattr(v.vm.mm, "mmap_sem", None)
     if sem is not None and sem.spinners and sem.owner is not None and sem.owner.vcpu is v:
         _spinners_to_sleep(h, sem)

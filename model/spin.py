@@ -14,7 +14,7 @@ posted interrupt pending.
 from __future__ import annotations
 
 from model import apic, guest, kvm, locks, scheduler
-from model.vcpu import HALTED, Frame, Vcpu
+from model.vcpu import GUEST, HALTED, Frame, Vcpu
 
 ON_SPIN_PASSES = 2  # kvm_vcpu_on_spin: two passes round-robin from last_boosted_vcpu
 ON_SPIN_ESRCH_TRIES = 3  # kvm_vcpu_on_spin: "int try = 3"
@@ -56,9 +56,12 @@ def spinning(h, v: Vcpu, f: Frame) -> None:
 
 
 def _budget_spent(h, v: Vcpu, f: Frame) -> None:
+    """A bounded spin (PV spinlock threshold, rwsem reader spin) ran out."""
     v.seg_event = None
     guest.pause(h, v)
     locks.spin_budget_spent(h, v, f)
+    if v.state == GUEST and v.seg_start < 0:
+        guest.resume(h, v)
 
 
 def _ple_exit(h, v: Vcpu) -> None:

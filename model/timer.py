@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from model import kvm
+from model import guest, kvm
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.vcpu import GUEST, HALTED, Irq, Vcpu
@@ -109,11 +109,14 @@ def _tick(h, v: Vcpu) -> None:
         # expiry exit + tick handler + re-arming write, back to back
         handler_ns = h.prof.guest_irq_ns + TICK_WORK_NS
         kvm.exit_chain(
-            h, v, (expiry_phase(h, v), (M_GUEST, handler_ns, None, ""), (M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0"))
+            h,
+            v,
+            (expiry_phase(h, v), (M_GUEST, handler_ns, None, ""), (M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0")),
+            lambda: guest.tick_preempt(h, v),
         )
         v.tick_event = h.engine.after(h.tick_ns, _tick, h, v)
         return
-    irq = Irq("tick", h.prof.guest_irq_ns + TICK_WORK_NS, lambda: _rearm(h, v))
+    irq = Irq("tick", h.prof.guest_irq_ns + TICK_WORK_NS, lambda: (_rearm(h, v), guest.tick_preempt(h, v)))
     fire(h, v, irq)
 
 

@@ -45,24 +45,28 @@ def _sender(h, task: Task, group: Group, knobs):
 
     The first round's writes wake the sleeping receivers at once; the rounds
     that fill the rest of the buffers are executed as one op (the sender
-    does not block in between, so nothing observable happens there)."""
+    does not block in between), and wake whoever fell asleep meanwhile."""
     n = knobs.receivers
     while True:
         while max(group.queued) >= knobs.burst:
             group.writers_waiting.append(task)
             yield ("block",)
-        yield ("run", knobs.send_ns * n, True)
-        for r in range(n):
-            group.queued[r] += 1
-            reader = group.readers_waiting[r]
-            if reader is not None:
-                group.readers_waiting[r] = None
-                yield ("wake", reader)
         rounds = knobs.burst - max(group.queued)
-        if rounds > 0:
-            yield ("run", knobs.send_ns * n * rounds, True)
-            for r in range(n):
-                group.queued[r] += rounds
+        yield ("run", knobs.send_ns * n, True)
+        yield from _deliver(group, 1)
+        if rounds > 1:
+            yield ("run", knobs.send_ns * n * (rounds - 1), True)
+            yield from _deliver(group, rounds - 1)
+
+
+def _deliver(group: Group, messages: int):
+    """Queue ``messages`` for every receiver; wake the ones asleep on an empty queue."""
+    for r in range(len(group.queued)):
+        group.queued[r] += messages
+        reader = group.readers_waiting[r]
+        if reader is not None:
+            group.readers_waiting[r] = None
+            yield ("wake", reader)
 
 
 def _receiver(h, vm_index: int, task: Task, group: Group, r: int, knobs):

@@ -22,9 +22,15 @@ CASES = {
                                    "features.boost_queue_head": True, "workload.lockbench.cs_ns": 20000},
     "cyclictest-genoa-x2avic-halt-poll": {"workload.kind": "cyclictest", "hardware": "genoa", "vm.avic": True,
                                           "overcommit": 2.0},
+    "hackbench-crowded": {"workload.kind": "hackbench", "workload.hackbench.groups": 2},
+    "ebizzy-two-threads-per-vcpu-spinning": {"workload.kind": "ebizzy", "features.pv_tlb_flush": False},
     "hackbench-sapphirerapids-ipiv": {"workload.kind": "hackbench", "hardware": "sapphirerapids",
                                       "vm.apic": "x2apic_phys", "workload.hackbench.groups": 1},
 }
+
+
+PROGRESS = {"cpu-bound": "compute_s_per_s", "cyclictest": "timer_latency_avg_us", "hackbench": "messages_per_s",
+            "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -39,5 +45,8 @@ def test_invariants_hold(case):
     assert inv["exit_table_samples"] == inv["exits_counted"]
     shares = ["pcpu_guest_pct", "pcpu_exit_pct", "pcpu_idle_pct", "pcpu_poll_pct", "pcpu_switch_pct"]
     assert sum(r.metrics[k] for k in shares) == pytest.approx(100.0)
+    # the workload makes progress: no lost wake-up, no deadlock
+    kind = CASES[case]["workload.kind"]
+    assert r.metrics[PROGRESS[kind]] > 0
     vcpu_shares = r.metrics["guest_pct"] + r.metrics["exit_pct"] + r.metrics["steal_pct"] + r.metrics["halted_pct"]
     assert vcpu_shares == pytest.approx(100.0, abs=1e-6)
