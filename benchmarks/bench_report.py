@@ -41,7 +41,9 @@ SPEC = GridSpec(
     features=FEATURES,
     effects={
         "features.ipi_fastpath": {"messages_per_s": 1.15, "ipi_latency_p50_us": 0.7},
-        "features.timer_fastpath": {"timer_latency_avg_us": {1.0: 0.95, 1.5: 0.9, 2.0: 0.85, 3.0: 0.8, 4.0: 0.75}},
+        "features.timer_fastpath": {
+            "timer_latency_avg_us": {1.0: 0.95, 1.5: 0.9, 2.0: 0.85, 3.0: 0.8, 4.0: 0.75}
+        },
         "features.boost_queue_head": {"steal_pct": 0.9},
     },
     replicates=44,  # 23,040 design points x 44 = 1,013,760 runs

@@ -106,6 +106,25 @@ class Dataset:
         return [str(m) for m in metrics] if isinstance(metrics, list) and metrics else None
 
     @property
+    def manifest_by(self) -> list[str] | None:
+        """``config.report.by``: the sweep's breakdown columns, if it names any."""
+        by = _dig(self.manifest, "config", "report", "by")
+        return [str(b) for b in by] if isinstance(by, list) and by else None
+
+    @property
+    def replicates(self) -> int | None:
+        """``config.replicates``: how many times the sweep runs each design row."""
+        value = _dig(self.manifest, "config", "replicates")
+        return int(value) if isinstance(value, int) and value >= 1 else None
+
+    @property
+    def design_file(self) -> Path | None:
+        """The sampler's rows in problem space (sobol, morris), when the sweep wrote them."""
+        name = (self.problem or {}).get("X_file")
+        path = self.output_dir / str(name) if name else None
+        return path if path is not None and path.is_file() else None
+
+    @property
     def expected_total(self) -> int | None:
         """``counts.total`` from the manifest: the number of runs the sweep planned."""
         total = _dig(self.manifest, "counts", "total")
@@ -113,9 +132,10 @@ class Dataset:
 
     @property
     def group_columns(self) -> tuple[str, ...]:
-        """Columns a breakdown may use: every parameter, plus the ``workload`` partition."""
+        """Columns a breakdown may use: every parameter (hardware first), plus the ``workload`` partition."""
+        first = tuple(c for c in ("hardware",) if c in self.params)
         extra = ("workload",) if "workload" not in self.params else ()
-        return self.params + extra
+        return first + tuple(c for c in self.params if c not in first) + extra
 
 
 def _dig(tree: Any, *keys: str) -> Any:
@@ -211,7 +231,9 @@ def _collect_schema(lf: pl.LazyFrame, directory: Path) -> pl.Schema:
     try:
         return lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as err:
-        raise ReportError(f"cannot read the Parquet dataset {directory}: {str(err).splitlines()[0]}") from None
+        raise ReportError(
+            f"cannot read the Parquet dataset {directory}: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def open_dataset(output_dir: Path | str) -> Dataset:
@@ -239,9 +261,8 @@ def open_dataset(output_dir: Path | str) -> Dataset:
 
 
 def _open_exits(exits_dir: Path, warnings: list[str]) -> pl.LazyFrame | None:
-    """The exits scan, or None (with a warning) when the sweep wrote none."""
+    """The exits scan, or None when the sweep wrote none (the exits section says so)."""
     if not _has_parquet(exits_dir):
-        warnings.append(f"{exits_dir} holds no Parquet files: no exit tables")
         return None
     exits = scan_partitioned(exits_dir)
     schema = _collect_schema(exits, exits_dir)

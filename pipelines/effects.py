@@ -6,11 +6,20 @@ seed).  Each pair gives one ratio ``metric(F on) / metric(F off)`` per metric;
 the effect is the median ratio with a 95 % percentile-bootstrap interval, over
 all pairs and within each level of each breakdown column.  An interval that
 contains 1, or fewer than :data:`MIN_PAIRS` pairs, means the effect is not shown.
+
+How it scales: every varying column is replaced by a small integer code (its
+value's rank), the codes are folded into one int64 row key, and a pair is a
+join of the feature-on and feature-off runs on ``key - code(F) * radix(F)``:
+one integer join per feature instead of a group-by over a dozen columns.  The
+ratios stay wide (one column per metric) and go to numpy, where each metric's
+ratios are sorted once and regrouped per breakdown by a stable radix sort of
+the small codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -21,6 +30,8 @@ from pipelines.bootstrap import median_ci
 MIN_PAIRS = 5  # below this, an interval of a median says nothing
 ALL = "all"  # the ``by`` value of the overall rows
 DEFAULT_BY = ("overcommit", "hardware", "vm.vcpus", "vm.apic")
+KEY = "__key"
+MAX_KEY = 2**62  # mixed-radix keys above this fall back to ranking the code tuple
 
 EFFECT_SCHEMA = {
     "feature": pl.String,
@@ -34,56 +45,6 @@ EFFECT_SCHEMA = {
     "change_pct": pl.Float64,
     "shown": pl.Boolean,
 }
-
-
-def pair_keys(feature: str, varying: Sequence[str], by: Sequence[str]) -> list[str]:
-    """The columns on which the two runs of a pair agree: every other varying column, the breakdown
-    columns (constant ones change nothing) and the replicate."""
-    keys = [c for c in dict.fromkeys([*varying, *by]) if c != feature]
-    return [*keys, "replicate"]
-
-
-def pair_groups(runs_ok: pl.LazyFrame, feature: str, keys: Sequence[str], metrics: Sequence[str]) -> pl.LazyFrame:
-    """One row per group of ``keys``: each metric's mean with the feature on and off, and flags
-    saying whether both settings are there, whether their seeds differ, whether a run is duplicated."""
-    sides = [exprs.side_mean(m, feature, on) for m in metrics for on in (True, False)]
-    return runs_ok.group_by(keys).agg(
-        *sides,
-        pl.col(feature).any().alias("has_on"),
-        (~pl.col(feature)).any().alias("has_off"),
-        (pl.col("seed").n_unique() > 1).alias("seed_differs"),
-        (pl.len() > 2).alias("duplicated"),
-    )
-
-
-def paired_ratios(groups: pl.LazyFrame, feature: str, metrics: Sequence[str], by: Sequence[str]) -> pl.LazyFrame:
-    """One row per (pair, metric): ``feature``, ``metric``, ``ratio`` and the breakdown columns as text.
-
-    Pairs where either side lacks the metric (NaN: not applicable) or where the
-    ratio is not finite (off side 0) are dropped.  A breakdown by the feature
-    itself is meaningless and comes back null.
-    """
-    levels = [exprs.as_level(c) if c != feature else pl.lit(None, pl.String).alias(c) for c in by]
-    ratios = groups.select(*levels, *[exprs.ratio(f"{m}|on", f"{m}|off").alias(m) for m in metrics])
-    return (
-        ratios.unpivot(on=list(metrics), index=list(by), variable_name="metric", value_name="ratio")
-        .drop_nulls("ratio")
-        .select(pl.lit(feature).alias("feature"), "metric", "ratio", *by)
-    )
-
-
-def pair_counts(groups: pl.LazyFrame, feature: str) -> pl.LazyFrame:
-    """Pairs found, runs left without a partner, pairs whose seeds differ, duplicated groups."""
-    both = pl.col("has_on") & pl.col("has_off")
-    return groups.select(
-        pl.lit(feature).alias("feature"),
-        both.sum().cast(pl.Int64).alias("pairs"),
-        (pl.col("has_on") ^ pl.col("has_off")).sum().cast(pl.Int64).alias("unpaired_runs"),
-        (pl.col("seed_differs") & both).sum().cast(pl.Int64).alias("seed_mismatch"),
-        pl.col("duplicated").sum().cast(pl.Int64).alias("duplicated_groups"),
-    )
-
-
 PAIRING_SCHEMA = {
     "feature": pl.String,
     "pairs": pl.Int64,
@@ -93,59 +54,187 @@ PAIRING_SCHEMA = {
 }
 
 
-def all_ratios(
-    runs_ok: pl.LazyFrame, features: Sequence[str], varying: Sequence[str], metrics: Sequence[str], by: Sequence[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every feature's paired ratios stacked and sorted by (feature, metric, ratio), and the
-    pairing diagnostics; both collected together so that each feature is grouped once.
+def code_name(column: str) -> str:
+    return f"#{column}"
 
-    Sorting once here lets every breakdown read already-sorted groups.
+
+def code(column: str) -> pl.Expr:
+    """A column's value as a small integer: 0 for null, then 1, 2, ... in value order."""
+    values = pl.col(column).drop_nulls().unique().sort()
+    rank = values.search_sorted(pl.col(column)).cast(pl.UInt32) + 1
+    return (
+        pl.when(pl.col(column).is_null()).then(pl.lit(0, pl.UInt32)).otherwise(rank).alias(code_name(column))
+    )
+
+
+def with_codes(runs: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
+    """Add the code of each column (see :func:`code`)."""
+    return runs.with_columns(code(c) for c in columns)
+
+
+@dataclass(frozen=True)
+class Coding:
+    """The codes' layout: per column its radix (codes 0..radix-1) and place value in the row key,
+    and the level labels of the breakdown columns (index = code)."""
+
+    radix: dict[str, int]
+    place: dict[str, int] | None  # None: the key does not fit in int64
+    labels: dict[str, list[str]]
+
+
+def coding(runs: pl.LazyFrame, key_columns: Sequence[str], by: Sequence[str]) -> Coding:
+    """Radices of the key columns and labels of the breakdown columns (one small collect)."""
+    columns = list(dict.fromkeys([*key_columns, *by]))
+    levels = (
+        runs.select(pl.col(c).drop_nulls().unique().sort().cast(pl.String).implode() for c in columns)
+        .collect()
+        .row(0, named=True)
+    )
+    radix = {c: len(levels[c]) + 1 for c in columns}
+    place: dict[str, int] | None = {}
+    size = 1
+    for c in key_columns:
+        place[c] = size
+        size *= radix[c]
+    if size >= MAX_KEY:
+        place = None
+    labels = {c: ["none", *levels[c]] for c in by}
+    return Coding(radix, place, labels)
+
+
+def row_key(key_columns: Sequence[str], layout: Coding) -> pl.Expr:
+    """One int64 per run that is equal exactly when every key column is (mixed radix, or the
+    dense rank of the code tuple when the radix product overflows)."""
+    if layout.place is None:
+        return pl.struct(code_name(c) for c in key_columns).rank("dense").cast(pl.Int64).alias(KEY)
+    terms = [pl.col(code_name(c)).cast(pl.Int64) * layout.place[c] for c in key_columns]
+    return pl.sum_horizontal(terms).alias(KEY)
+
+
+def pair_key(feature: str, key_columns: Sequence[str], layout: Coding) -> pl.Expr:
+    """The row key with the feature's own code taken out: the same for both runs of a pair."""
+    if layout.place is None:
+        others = [c for c in key_columns if c != feature]
+        return pl.struct(code_name(c) for c in others).rank("dense").cast(pl.Int64).alias(KEY)
+    return (pl.col(KEY) - pl.col(code_name(feature)).cast(pl.Int64) * layout.place[feature]).alias(KEY)
+
+
+def side(
+    keyed: pl.LazyFrame, feature: str, on: bool, metrics: Sequence[str], by: Sequence[str], unique: bool
+) -> pl.LazyFrame:
+    """The runs with the feature on (or off), one row per pair key: metrics, codes, seed, run count.
+
+    ``unique``: every run has its own key (no duplicated run), so no aggregation is needed;
+    otherwise duplicated runs are averaged.
     """
-    grouped = {f: pair_groups(runs_ok, f, pair_keys(f, varying, by), metrics) for f in features}
-    ratios = pl.concat([paired_ratios(g, f, metrics, by) for f, g in grouped.items()], how="vertical")
-    counts = pl.concat([pair_counts(g, f) for f, g in grouped.items()], how="vertical")
-    ratios_df, counts_df = pl.collect_all([ratios.sort("feature", "metric", "ratio"), counts])
-    return ratios_df, counts_df
+    runs = keyed.filter(pl.col(feature) if on else ~pl.col(feature))
+    codes = [pl.col(code_name(c)) for c in by if c != feature]
+    if unique:
+        return runs.select(KEY, *metrics, *codes, "seed", pl.lit(1, pl.UInt32).alias("runs"))
+    return runs.group_by(KEY).agg(
+        *[exprs.valid(m).mean().alias(m) for m in metrics],
+        *[c.first() for c in codes],
+        pl.col("seed").first(),
+        pl.len().alias("runs"),
+    )
 
 
-def summarise(ratios: pl.DataFrame, by: Sequence[str], level_order: dict[str, list[str]]) -> pl.DataFrame:
-    """Median ratio and bootstrap interval per (feature, metric), overall and per level of each ``by``."""
-    parts = [_summarise_groups(ratios, None)] + [_summarise_groups(ratios, c) for c in by]
-    table = pl.concat(parts, how="vertical")
-    return order_levels(table, level_order)
-
-
-def _summarise_groups(ratios: pl.DataFrame, column: str | None) -> pl.DataFrame:
-    """One grouping: group sorted ratios (group_by keeps row order within a group), bootstrap them."""
-    keys = ["feature", "metric"] + ([column] if column else [])
-    sub = ratios if column is None else ratios.drop_nulls(column)
-    groups = sub.group_by(keys, maintain_order=True).agg(pl.col("ratio"))
-    if groups.height == 0:
-        return pl.DataFrame(schema=EFFECT_SCHEMA)
-    lengths = groups["ratio"].list.len().to_numpy().astype(np.int64)
-    values = groups["ratio"].explode().to_numpy()
-    values = _ensure_sorted(values, lengths)
-    ci = median_ci(values, lengths)
-    level = pl.col(column) if column else pl.lit(ALL)
-    return groups.select(
+def pair_table(
+    coded: pl.LazyFrame, feature: str, key: pl.Expr, metrics: Sequence[str], by: Sequence[str], unique: bool
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Wide pairs (breakdown codes, one ratio column per metric; null where the metric does not
+    apply or the ratio is not finite) and the feature's pairing diagnostics."""
+    keyed = coded.with_columns(key)
+    on = side(keyed, feature, True, metrics, by, unique)
+    off = side(keyed, feature, False, metrics, [], unique)
+    joined = on.join(off, on=KEY, how="inner", suffix="|off")
+    pairs = joined.select(
+        *[pl.col(code_name(c)) for c in by if c != feature],
+        *[exprs.ratio(m, f"{m}|off").alias(m) for m in metrics],
+    )
+    counts = pl.concat(
+        [
+            joined.select(
+                pl.lit(feature).alias("feature"),
+                pl.len().cast(pl.Int64).alias("pairs"),
+                (pl.col("seed") != pl.col("seed|off")).sum().cast(pl.Int64).alias("seed_mismatch"),
+                ((pl.col("runs") > 1) | (pl.col("runs|off") > 1))
+                .sum()
+                .cast(pl.Int64)
+                .alias("duplicated_groups"),
+            ),
+            on.select(pl.len().cast(pl.Int64).alias("on_keys")),
+            off.select(pl.len().cast(pl.Int64).alias("off_keys")),
+        ],
+        how="horizontal",
+    ).select(
         "feature",
-        "metric",
-        pl.lit(column or ALL).alias("by"),
-        level.alias("level"),
-        pl.Series("pairs", lengths, dtype=pl.Int64),
-        pl.Series("median_ratio", ci.median),
-        pl.Series("ci_low", ci.low),
-        pl.Series("ci_high", ci.high),
-    ).with_columns(change_pct(), shown())
+        "pairs",
+        (pl.col("on_keys") + pl.col("off_keys") - 2 * pl.col("pairs")).alias("unpaired_runs"),
+        "seed_mismatch",
+        "duplicated_groups",
+    )
+    return pairs, counts
 
 
-def _ensure_sorted(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The groups' values sorted within each group (a no-op check when they already are)."""
-    group = np.repeat(np.arange(len(lengths)), lengths)
-    step = np.diff(values)
-    if np.all((step >= 0) | (np.diff(group) != 0)):
-        return values
-    return values[np.lexsort((values, group))]
+@dataclass
+class _Groups:
+    """Sorted ratio groups of one (feature, metric), ready for the bootstrap."""
+
+    values: list[np.ndarray]
+    lengths: list[np.ndarray]
+    keys: list[tuple[str, list[int]]]  # (breakdown column or ALL, the level code of each group)
+
+
+def _groups(ratios: np.ndarray, codes: dict[str, np.ndarray], radix: dict[str, int]) -> _Groups:
+    """Sort the ratios once, then regroup them per breakdown (stable sort of the codes keeps each
+    group sorted)."""
+    order = np.argsort(ratios)
+    ordered = ratios[order]
+    out = _Groups([ordered], [np.array([len(ordered)])], [(ALL, [0])])
+    for column, raw in codes.items():
+        cells = raw[order].astype(np.uint8 if radix[column] < 2**8 else np.uint32)
+        regroup = np.argsort(cells, kind="stable")
+        counts = np.bincount(cells, minlength=radix[column])
+        present = np.flatnonzero(counts)
+        out.values.append(ordered[regroup])
+        out.lengths.append(counts[present])
+        out.keys.append((column, present.tolist()))
+    return out
+
+
+def summarise_pairs(
+    pairs: pl.DataFrame, feature: str, metrics: Sequence[str], by: Sequence[str], layout: Coding
+) -> pl.DataFrame:
+    """Median and bootstrap interval per metric, overall and per level of each breakdown."""
+    rows: list[dict[str, object]] = []
+    columns = [c for c in by if c != feature]
+    all_codes = {c: pairs[code_name(c)].to_numpy() for c in columns}
+    for metric in metrics:
+        ratio = pairs[metric].to_numpy()
+        valid = np.isfinite(ratio)
+        if not valid.any():
+            continue
+        grouped = _groups(ratio[valid], {c: v[valid] for c, v in all_codes.items()}, layout.radix)
+        lengths = np.concatenate(grouped.lengths)
+        ci = median_ci(np.concatenate(grouped.values), lengths)
+        labels = [(col, ALL if col == ALL else layout.labels[col][k]) for col, ks in grouped.keys for k in ks]
+        for i, (column, level) in enumerate(labels):
+            rows.append(
+                {
+                    "feature": feature,
+                    "metric": metric,
+                    "by": column,
+                    "level": level,
+                    "pairs": int(lengths[i]),
+                    "median_ratio": float(ci.median[i]),
+                    "ci_low": float(ci.low[i]),
+                    "ci_high": float(ci.high[i]),
+                }
+            )
+    schema = {k: v for k, v in EFFECT_SCHEMA.items() if k not in ("change_pct", "shown")}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    return frame.with_columns(change_pct(), shown())
 
 
 def change_pct() -> pl.Expr:
@@ -159,32 +248,33 @@ def shown() -> pl.Expr:
     return (excludes_one & (pl.col("pairs") >= MIN_PAIRS)).alias("shown")
 
 
-def order_levels(table: pl.DataFrame, level_order: dict[str, list[str]]) -> pl.DataFrame:
-    """Sort: feature, metric, overall first, then breakdowns in their given order, levels in value order."""
-    by_rank = {b: i for i, b in enumerate([ALL, *level_order])}
-    rank = {(b, lv): i for b, levels in level_order.items() for i, lv in enumerate(levels)}
-    keys = table.select("by", "level").unique()
-    ranks = keys.with_columns(
-        pl.Series("by_rank", [by_rank.get(b, len(by_rank)) for b in keys["by"]], dtype=pl.Int64),
-        pl.Series("level_rank", [rank.get((b, lv), 0) for b, lv in keys.iter_rows()], dtype=pl.Int64),
-    )
-    return (
-        table.join(ranks, on=["by", "level"], how="left")
-        .sort("feature", "metric", "by_rank", "level_rank")
-        .drop("by_rank", "level_rank")
-    )
-
-
 def feature_effects(
     runs_ok: pl.LazyFrame,
     features: Sequence[str],
     varying: Sequence[str],
     metrics: Sequence[str],
     by: Sequence[str],
-    level_order: dict[str, list[str]],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The feature-effects table (see the module docstring) and the pairing diagnostics."""
+    """The feature-effects table (see the module docstring) and the per-feature pairing diagnostics.
+
+    ``varying``: the parameter columns that vary (the pairing key, with ``replicate``);
+    ``by``: the breakdown columns.  Rows come ordered by feature, metric, breakdown (in
+    the order given, overall first) and level (in value order).
+    """
     if not features or not metrics:
         return pl.DataFrame(schema=EFFECT_SCHEMA), pl.DataFrame(schema=PAIRING_SCHEMA)
-    ratios, counts = all_ratios(runs_ok, features, varying, metrics, by)
-    return summarise(ratios, by, level_order).select(list(EFFECT_SCHEMA)), counts
+    key_columns = list(dict.fromkeys([*varying, *by, "replicate"]))
+    layout = coding(runs_ok, key_columns, by)
+    keep = [*features, *metrics, "seed", *[code_name(c) for c in key_columns], KEY]
+    # Materialised once: every feature's pairing reads the same codes and key.
+    coded = with_codes(runs_ok, key_columns).with_columns(row_key(key_columns, layout)).select(keep).collect()
+    unique = bool(coded[KEY].is_unique().all())
+    tables = [
+        pair_table(coded.lazy(), f, pair_key(f, key_columns, layout), metrics, by, unique) for f in features
+    ]
+    collected = pl.collect_all([frame for pair in tables for frame in pair])
+    summaries = [summarise_pairs(collected[2 * i], f, metrics, by, layout) for i, f in enumerate(features)]
+    counts = pl.concat(collected[1::2], how="vertical")
+    return pl.concat(summaries, how="vertical").select(list(EFFECT_SCHEMA)), counts.select(
+        list(PAIRING_SCHEMA)
+    )

@@ -66,7 +66,10 @@ def exit_tables(exits: pl.LazyFrame, groups: Sequence[str] = GROUP_COLUMNS) -> p
     return (
         rows.filter(pl.col("samples") > 0)
         .with_columns(reason_time.alias("_reason_ns"), (pl.col("detail") != "").alias("_is_detail"))
-        .sort([*groups, "_reason_ns", "reason", "_is_detail", "total_ns"], descending=[False] * len(groups) + [True, False, False, True])
+        .sort(
+            [*groups, "_reason_ns", "reason", "_is_detail", "total_ns"],
+            descending=[False] * len(groups) + [True, False, False, True],
+        )
         .select(
             *groups,
             "reason",

@@ -41,6 +41,14 @@ def ratio(numerator: str, denominator: str) -> pl.Expr:
     return pl.when(value.is_finite()).then(value).otherwise(None)
 
 
+def varies(column: str) -> pl.Expr:
+    """Whether a column holds more than one value (null counting as one): min and max differ,
+    or some but not all values are null.  Cheaper than counting distinct values."""
+    col = pl.col(column)
+    nulls = col.null_count()
+    return (col.min() != col.max()).fill_null(False) | ((nulls > 0) & (nulls < pl.len()))
+
+
 def as_level(column: str) -> pl.Expr:
     """A parameter value as the text a table shows (null as "none")."""
     return pl.col(column).cast(pl.String).fill_null("none")

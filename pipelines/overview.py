@@ -74,7 +74,13 @@ def parameter_ranges(runs: pl.LazyFrame, varying: Sequence[str]) -> pl.LazyFrame
     """Per varying parameter: levels, min, max and the first :data:`VALUES_SHOWN` values (as text)."""
     if not varying:
         return pl.LazyFrame(
-            schema={"parameter": pl.String, "levels": pl.Int64, "min": pl.String, "max": pl.String, "values": pl.String}
+            schema={
+                "parameter": pl.String,
+                "levels": pl.Int64,
+                "min": pl.String,
+                "max": pl.String,
+                "values": pl.String,
+            }
         )
     frames = [
         runs.select(
@@ -82,7 +88,14 @@ def parameter_ranges(runs: pl.LazyFrame, varying: Sequence[str]) -> pl.LazyFrame
             pl.col(p).n_unique().cast(pl.Int64).alias("levels"),
             pl.col(p).min().cast(pl.String).alias("min"),
             pl.col(p).max().cast(pl.String).alias("max"),
-            pl.col(p).unique().sort(nulls_last=True).head(VALUES_SHOWN).cast(pl.String).fill_null("none").str.join(", ").alias("values"),
+            pl.col(p)
+            .unique()
+            .sort(nulls_last=True)
+            .head(VALUES_SHOWN)
+            .cast(pl.String)
+            .fill_null("none")
+            .str.join(", ")
+            .alias("values"),
         )
         for p in varying
     ]
@@ -110,21 +123,24 @@ def error_summary(runs: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def missing_points(runs: pl.LazyFrame, planned: int | None, replicates: Sequence[int]) -> pl.LazyFrame | None:
+def missing_points(runs: pl.LazyFrame, planned: int | None, replicates: int) -> pl.LazyFrame | None:
     """The (design_index, replicate) pairs planned but absent, or None when they cannot be named.
 
-    The design's points are ``0 .. planned / replicates - 1``, each run once per
-    replicate; that holds when ``planned`` divides evenly by the number of
-    replicates seen.  The caller still reports the missing count either way.
+    The design's rows are ``0 .. planned / replicates - 1``, each run once per
+    replicate ``0 .. replicates - 1``.  A design with excluded rows breaks that
+    numbering; the caller checks the listing against the missing count and
+    drops it when they disagree (the count is reported either way).
     """
-    if planned is None or not replicates or planned % len(replicates):
+    if planned is None or replicates < 1 or planned % replicates:
         return None
-    points = planned // len(replicates)
+    points = planned // replicates
     expected = pl.LazyFrame({"design_index": pl.int_range(0, points, eager=True, dtype=pl.Int64)}).join(
-        pl.LazyFrame({"replicate": pl.Series(sorted(replicates), dtype=pl.Int32)}), how="cross"
+        pl.LazyFrame({"replicate": pl.int_range(0, replicates, eager=True, dtype=pl.Int32)}), how="cross"
     )
     present = runs.select("design_index", "replicate").unique()
-    return expected.join(present, on=["design_index", "replicate"], how="anti").sort("design_index", "replicate")
+    return expected.join(present, on=["design_index", "replicate"], how="anti").sort(
+        "design_index", "replicate"
+    )
 
 
 def counts_table(counts: Counts, name: str, design: str | None) -> pl.DataFrame:

@@ -30,6 +30,8 @@ class Table:
     frame: pl.DataFrame
     shown: pl.DataFrame | None = None
     note: str = ""
+    write: bool = True  # False: a view printed in the documents only (its data is in another table)
+    show: bool = True  # False: written under tables/ only
 
     @property
     def display(self) -> pl.DataFrame:
@@ -111,8 +113,9 @@ def markdown_table(table: Table) -> str:
     lines += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in rows]
     more = _more(table, left)
     lines += ["", f"_{more}_"] if more else []
-    lines.append(f"\nFull table: `tables/{table.name}.parquet`, `tables/{table.name}.csv`\n")
-    return "\n".join(lines)
+    if table.write:
+        lines.append(f"\nFull table: `tables/{table.name}.parquet`, `tables/{table.name}.csv`")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(doc: Document) -> str:
@@ -122,7 +125,7 @@ def to_markdown(doc: Document) -> str:
         out += [f"## {md_escape(section.title)}", ""]
         out += [f"> **Warning:** {md_escape(w)}\n" for w in section.warnings]
         out += [md_escape(p) + "\n" for p in section.text]
-        out += [markdown_table(t) for t in section.tables]
+        out += [markdown_table(t) for t in section.tables if t.show]
         out += [f"![{md_escape(i.caption)}]({i.file})\n" for i in section.images]
     return "\n".join(out) + "\n"
 
@@ -131,7 +134,9 @@ CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { font-size: 1.05em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; } th { background: #f4f4f4; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 2px 8px; white-space: nowrap; } th { background: #f4f4f4; text-align: left; }
+td { max-width: 36em; overflow: hidden; text-overflow: ellipsis; }
+.scroll { overflow-x: auto; max-width: 100%; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .warning { background: #fff4e5; border-left: 4px solid #f0a030; padding: 4px 10px; margin: 4px 0; }
 .note, .more { color: #666; font-size: 0.85em; } img { max-width: 100%; }
@@ -159,10 +164,14 @@ def html_table(table: Table) -> str:
         return "\n".join([*parts, '<p class="note">(no rows)</p>'])
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "\n".join(
-        "<tr>" + "".join(f'<td class="num">{esc(v)}</td>' if _is_number(v) else f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="num">{esc(v)}</td>' if _is_number(v) else f"<td>{esc(v)}</td>" for v in row)
+        + "</tr>"
         for row in rows
     )
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>")
+    parts.append(
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>'
+    )
     more = _more(table, left)
     if more:
         parts.append(f'<p class="more">{esc(more)}</p>')
@@ -184,11 +193,11 @@ def to_html(doc: Document, root: Path) -> str:
         body.append(f"<section><h2>{esc(section.title)}</h2>")
         body += [f'<p class="warning"><strong>Warning:</strong> {esc(w)}</p>' for w in section.warnings]
         body += [f"<p>{esc(p)}</p>" for p in section.text]
-        body += [html_table(t) for t in section.tables]
+        body += [html_table(t) for t in section.tables if t.show]
         body += [html_image(i, root) for i in section.images]
         body.append("</section>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{esc(doc.title)}</title><style>{CSS}</style></head>\n<body>\n"
         + "\n".join(body)
@@ -199,6 +208,6 @@ def to_html(doc: Document, root: Path) -> str:
 def write_tables(doc: Document, directory: Path) -> None:
     """Every table, whole, as Parquet and CSV under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    for table in doc.tables:
+    for table in (t for t in doc.tables if t.write):
         table.frame.write_parquet(directory / f"{table.name}.parquet")
         table.frame.write_csv(directory / f"{table.name}.csv")

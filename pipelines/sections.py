@@ -12,19 +12,19 @@ import polars as pl
 
 from pipelines.effects import ALL, MIN_PAIRS
 from pipelines.overview import Counts
-from pipelines.render import Section, Table
+from pipelines.render import Section, Table, format_cell
 
 PIVOT_LEVELS = 12  # a breakdown with more levels than this is printed long, not as columns
 
 
+def num(column: str) -> pl.Expr:
+    """A number as the documents print it (4 significant digits); for small display tables only."""
+    return pl.col(column).map_elements(format_cell, return_dtype=pl.String)
+
+
 def effect_cell() -> pl.Expr:
     """``median [low, high]``, with ``n.s.`` when the effect is not shown."""
-    text = pl.format(
-        "{} [{}, {}]",
-        pl.col("median_ratio").round_sig_figs(4),
-        pl.col("ci_low").round_sig_figs(4),
-        pl.col("ci_high").round_sig_figs(4),
-    )
+    text = pl.format("{} [{}, {}]", num("median_ratio"), num("ci_low"), num("ci_high"))
     return pl.when(pl.col("shown")).then(text).otherwise(pl.concat_str(text, pl.lit(" n.s."))).alias("cell")
 
 
@@ -47,9 +47,7 @@ def effects_overall_display(effects: pl.DataFrame) -> pl.DataFrame:
         "feature",
         "metric",
         pl.col("median_ratio").alias("median ratio on/off"),
-        pl.format("[{}, {}]", pl.col("ci_low").round_sig_figs(4), pl.col("ci_high").round_sig_figs(4)).alias(
-            "95% interval"
-        ),
+        pl.format("[{}, {}]", num("ci_low"), num("ci_high")).alias("95% interval"),
         pl.format("{}%", pl.col("change_pct").round(2)).alias("change"),
         "pairs",
         verdict(),
@@ -79,7 +77,9 @@ def effects_section(
     """Feature effects: overall table, a table per breakdown column, pairing diagnostics, warnings."""
     section = Section("Feature effects")
     if not features:
-        section.text.append("No boolean feature (features.*) varies in this sweep: there are no feature effects.")
+        section.text.append(
+            "No boolean feature (features.*) varies in this sweep: there are no feature effects."
+        )
         return section
     section.text.append(
         "Each pair is two ok runs identical in every other parameter and in replicate (hence seed), one "
@@ -88,18 +88,36 @@ def effects_section(
         f"its interval excludes 1 and it rests on at least {MIN_PAIRS} pairs; otherwise it is marked not shown."
     )
     section.tables.append(
-        Table("feature_effects", "Feature effects, all pairs", effects, effects_overall_display(effects),
-              note="Full table (all breakdowns): tables/feature_effects.parquet")
+        Table(
+            "feature_effects",
+            "Feature effects, all pairs",
+            effects,
+            effects_overall_display(effects),
+            note="One row per feature and metric over all pairs; the file also holds every breakdown.",
+        )
     )
     for column in by:
         shown = effects_breakdown_display(effects, column, level_order.get(column, []))
         section.tables.append(
-            Table(f"feature_effects_by_{safe_name(column)}", f"Feature effects by {column}", shown,
-                  note="median ratio on/off [95 % interval]; n.s. = not shown")
+            Table(
+                f"feature_effects_by_{safe_name(column)}",
+                f"Feature effects by {column}",
+                shown,
+                note="median ratio on/off [95 % interval]; n.s. = not shown",
+            )
         )
     section.tables.append(Table("pairing", "Pairing diagnostics per feature", pairing))
     section.warnings += pairing_warnings(pairing, failed_or_missing)
     return section
+
+
+def interactions_display(inter: pl.DataFrame) -> pl.DataFrame:
+    """Two-way tables for reading: one row per (feature, factor, level), one column per metric
+    holding ``mean off -> mean on``."""
+    cell = pl.format("{} → {}", num("mean_off"), num("mean_on")).alias("cell")
+    metrics = inter["metric"].unique(maintain_order=True).to_list()
+    wide = inter.with_columns(cell).pivot(on="metric", index=["feature", "factor", "level"], values="cell")
+    return wide.select("feature", "factor", "level", *metrics)
 
 
 def pairing_warnings(pairing: pl.DataFrame, failed_or_missing: int) -> list[str]:
@@ -108,12 +126,16 @@ def pairing_warnings(pairing: pl.DataFrame, failed_or_missing: int) -> list[str]
     for row in pairing.iter_rows(named=True):
         if row["unpaired_runs"]:
             cause = f" ({failed_or_missing} runs failed or are missing)" if failed_or_missing else ""
-            out.append(f"{row['feature']}: {row['unpaired_runs']} runs have no partner and are left out{cause}")
+            out.append(
+                f"{row['feature']}: {row['unpaired_runs']} runs have no partner and are left out{cause}"
+            )
         if row["seed_mismatch"]:
             out.append(f"{row['feature']}: {row['seed_mismatch']} pairs have different seeds")
         if row["duplicated_groups"]:
-            out.append(f"{row['feature']}: {row['duplicated_groups']} pair groups hold more than two runs; "
-                       "their sides are averaged")
+            out.append(
+                f"{row['feature']}: {row['duplicated_groups']} pair groups hold more than two runs; "
+                "their sides are averaged"
+            )
         if not row["pairs"]:
             out.append(f"{row['feature']}: no pairs; the design never varies it alone")
     return out
@@ -134,12 +156,18 @@ def overview_text(counts: Counts, metrics: Sequence[str]) -> list[str]:
 def overview_warnings(counts: Counts) -> list[str]:
     """Failed and missing runs, and a manifest that disagrees with the data."""
     out = []
+    if counts.ok == 0:
+        out.append("no run finished ok: there is nothing to analyse")
     if counts.error:
         out.append(f"{counts.error} runs failed (status error); see tables/failed_runs.csv")
     if counts.missing:
-        out.append(f"{counts.missing} planned runs are missing from the dataset; see tables/missing_points.csv")
+        out.append(
+            f"{counts.missing} planned runs are missing from the dataset; see tables/missing_points.csv"
+        )
     if counts.planned is not None and counts.present > counts.planned:
-        out.append(f"the dataset holds {counts.present} runs, more than the {counts.planned} the manifest plans")
+        out.append(
+            f"the dataset holds {counts.present} runs, more than the {counts.planned} the manifest plans"
+        )
     return out
 
 

@@ -14,6 +14,7 @@ around zero).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,10 +205,26 @@ def _sobol_pairs(metric: str, names: Sequence[str], res: dict[str, Any]) -> list
 
 
 def morris_rows(problem: dict[str, Any], planned_runs: int | None, replicates: int) -> int | None:
-    """Rows of the Morris sample: the planned runs over the replicates, when the manifest says."""
+    """Rows of the Morris sample: trajectories x (inputs + 1) when the problem says, else the
+    planned runs over the replicates, else unknown."""
+    if problem.get("trajectories"):
+        d = int(problem.get("num_vars", len(problem.get("names", []))))
+        return int(problem["trajectories"]) * (d + 1)
     if planned_runs is None or replicates < 1 or planned_runs % replicates:
         return None
     return planned_runs // replicates
+
+
+def design_inputs(design_file: Path, names: Sequence[str], rows: int) -> np.ndarray:
+    """The sampler's rows in problem space, in design order, from the sweep's design file."""
+    design = pl.read_parquet(design_file).sort("design_index")
+    absent = [n for n in names if n not in design.columns]
+    if absent or design.height != rows:
+        raise SensitivityRefused(
+            f"Morris analysis refused: {design_file.name} does not match the problem "
+            f"({design.height} rows for {rows}; missing inputs: {', '.join(absent) or 'none'})"
+        )
+    return design.select(names).to_numpy()
 
 
 def morris_indices(
@@ -217,27 +234,36 @@ def morris_indices(
     replicates: int,
     columns: Sequence[str],
     rows: int | None,
+    design_file: Path | None = None,
 ) -> tuple[pl.DataFrame, list[str]]:
     """Morris mu, mu* (with 95 % interval) and sigma per metric and parameter, and warnings.
 
-    The inputs are read back from the parameter columns named in the problem:
-    Morris needs them to know which input moved between trajectory steps.
+    Morris needs the inputs, in the problem space SALib sampled, to know which
+    input moved between trajectory steps: they come from the sweep's design file
+    when there is one, else from the parameter columns (exact only for plain
+    float ranges; a warning says so).
     """
     from SALib.analyze import morris
 
     salib = salib_problem(problem)
     names = list(salib["names"])
-    absent = [n for n in names if n not in columns]
-    if absent:
-        raise SensitivityRefused(f"Morris analysis refused: the runs lack the problem's inputs {', '.join(absent)}")
-    means = design_means(runs, metrics, names).collect()
-    if rows is None:  # no manifest count: trust the largest design row seen
+    warnings: list[str] = []
+    if design_file is None:
+        absent = [n for n in names if n not in columns]
+        if absent:
+            raise SensitivityRefused(
+                f"Morris analysis refused: no design file and the runs lack the inputs {', '.join(absent)}"
+            )
+        warnings.append(
+            "Morris: no design file; inputs read from the parameter columns (problem space assumed)"
+        )
+    means = design_means(runs, metrics, [] if design_file else names).collect()
+    if rows is None:  # no count anywhere: trust the largest design row seen
         rows = int(means["design_index"].max()) + 1 if means.height else 0
     check_complete(means, rows, replicates, "Morris")
-    x = means.select(names).to_numpy()
-    levels = int(problem.get("num_levels", 4))
+    x = design_inputs(design_file, names, rows) if design_file else means.select(names).to_numpy()
+    levels = int(problem.get("num_levels") or 4)
     out: list[dict[str, Any]] = []
-    warnings: list[str] = []
     for metric in metrics:
         y = means[metric].to_numpy()
         if not np.all(np.isfinite(y)):
