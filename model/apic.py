@@ -20,7 +20,7 @@ IRR, and a halted target is kicked.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from model import guest, kvm
 from model.host import EXIT as M_EXIT

@@ -11,15 +11,16 @@ the entry dead (lazy deletion) instead of searching the heap.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from itertools import count
-from typing import Any, Callable
+from typing import Any
 
 # An event entry: [time_ns, seq, handler or None when cancelled, args].
 Event = list
 
 
 class Engine:
-    __slots__ = ("now", "_heap", "_seq", "processed")
+    __slots__ = ("_heap", "_seq", "now", "processed")
 
     def __init__(self) -> None:
         self.now: int = 0

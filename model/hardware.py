@@ -66,7 +66,7 @@ class Profile:
     pause_filter_thresh: float
     pause_filter_count_max: float
 
-    def with_overrides(self, overrides: dict[str, float | None]) -> "Profile":
+    def with_overrides(self, overrides: dict[str, float | None]) -> Profile:
         """The profile with the scenario's ``costs.*`` overrides applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(self, **given) if given else self

@@ -112,7 +112,7 @@ RWSEM_READER_SPIN_NS = 25_000  # rwsem_rspin_threshold: writers spin on readers 
 
 
 class RwSem:
-    __slots__ = ("owner", "readers", "queue", "spinners")
+    __slots__ = ("owner", "queue", "readers", "spinners")
 
     def __init__(self) -> None:
         self.owner: Task | None = None  # the writer
@@ -242,7 +242,7 @@ def spin_budget_spent(h, v: Vcpu, frame: Frame) -> None:
     for task, (f, wants_write) in list(sem.spinners.items()):
         if f is frame:
             del sem.spinners[task]
-            guest.release_spin(h, v, frame, lambda: _sleep(h, task, sem, wants_write))
+            guest.release_spin(h, v, frame, lambda t=task, w=wants_write: _sleep(h, t, sem, w))
             return
 
 
@@ -252,7 +252,7 @@ def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
     for task, (f, wants_write) in list(sem.spinners.items()):
         if f is frame:
             del sem.spinners[task]
-            guest.release_spin(h, v, frame, lambda: _sleep(h, task, sem, wants_write))
+            guest.release_spin(h, v, frame, lambda t=task, w=wants_write: _sleep(h, t, sem, w))
             return
 
 

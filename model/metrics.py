@@ -56,10 +56,8 @@ class Stats:
             return
         row[0] += 1
         row[1] += ns
-        if ns < row[2]:
-            row[2] = ns
-        if ns > row[3]:
-            row[3] = ns
+        row[2] = min(row[2], ns)
+        row[3] = max(row[3], ns)
 
     def ipi_sent(self, v: Vcpu) -> None:
         self.ipi_sent_total += 1

@@ -104,7 +104,7 @@ class Result:
         return self.error is None
 
     @staticmethod
-    def failed(exc: BaseException, wall_s: float) -> "Result":
+    def failed(exc: BaseException, wall_s: float) -> Result:
         metrics = {name: math.nan for name in METRIC_NAMES}
         metrics["wall_s"] = wall_s
         return Result(metrics=metrics, error_type=type(exc).__name__, error=str(exc))

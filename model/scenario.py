@@ -172,7 +172,7 @@ class Scenario(_Frozen):
     sim: Sim = Sim()
 
     @model_validator(mode="after")
-    def _check(self) -> "Scenario":
+    def _check(self) -> Scenario:
         if self.hardware not in PROFILES:
             raise ValueError(f"hardware: unknown profile {self.hardware!r}; allowed: {', '.join(PROFILES)}")
         pcpus = self.topology.pcpus
@@ -193,7 +193,7 @@ class Scenario(_Frozen):
     # -- construction ---------------------------------------------------
 
     @classmethod
-    def build(cls, data: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> "Scenario":
+    def build(cls, data: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Scenario:
         """Validate a nested mapping plus dotted overrides; raise :class:`ScenarioError`."""
         merged = _deep_copy(data or {})
         problems: list[str] = []
@@ -213,7 +213,7 @@ class Scenario(_Frozen):
         """Every parameter as ``dotted.key -> scalar`` (None for unset cost overrides)."""
         return _flatten(self.model_dump())
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Scenario":
+    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
         return Scenario.build(self.model_dump(), overrides)
 
 

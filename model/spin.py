@@ -97,9 +97,9 @@ def on_spin(h, me: Vcpu, yield_to_kernel_mode: bool) -> bool:
                 continue
             if cand.state == HALTED and not (cand.pv_unhalted or cand.irr):
                 continue  # rcuwait_active && !vcpu_dy_runnable
-            if cand.preempted and yield_to_kernel_mode and not cand.preempted_in_kernel:
-                if not (feat.boost_user_irq and apic.posted(h) and cand.irr):
-                    continue  # preempted in user mode, no pending interrupt to deliver
+            user_mode = cand.preempted and yield_to_kernel_mode and not cand.preempted_in_kernel
+            if user_mode and not (feat.boost_user_irq and apic.posted(h) and cand.irr):
+                continue  # preempted in user mode, no pending interrupt to deliver
             if not _eligible_for_directed_yield(cand):
                 continue
             outcome = directed_yield(h, me, cand)
@@ -135,9 +135,8 @@ def sched_yield_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
     """KVM_HC_SCHED_YIELD (f85f6e7bd1d2): a VMCALL; yield if the target is ``ready``."""
     h.stats.pv_sched_yield(me)
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "SCHED_YIELD", cont)
-    if target is not me and target.ready:
-        if directed_yield(h, me, target) == scheduler.YIELDED:
-            me.pcpu.need_resched = True
+    if target is not me and target.ready and directed_yield(h, me, target) == scheduler.YIELDED:
+        me.pcpu.need_resched = True
 
 
 def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
@@ -146,7 +145,7 @@ def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "KICK_CPU", cont)
     target.pv_unhalted = True
     kvm.kick(h, target)
-    if h.sc.features.boost_queue_head and target is not me and target.ready:
-        if directed_yield(h, me, target) == scheduler.YIELDED:
-            h.stats.queue_head_boost(me)
-            me.pcpu.need_resched = True
+    boost = h.sc.features.boost_queue_head and target is not me and target.ready
+    if boost and directed_yield(h, me, target) == scheduler.YIELDED:
+        h.stats.queue_head_boost(me)
+        me.pcpu.need_resched = True

@@ -20,7 +20,7 @@ in the guest is one chain: expiry exit, handler, arming exit.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from model import guest, kvm
 from model.host import EXIT as M_EXIT

@@ -24,7 +24,7 @@ from model.vcpu import SPIN, Frame, Irq, Task, Vcpu
 class CallFunctionMany:
     """One synchronous call-function-many in flight: acknowledgements still due."""
 
-    __slots__ = ("pending", "frame", "task")
+    __slots__ = ("frame", "pending", "task")
 
     def __init__(self, pending: int, task: Task) -> None:
         self.pending = pending

@@ -12,8 +12,9 @@ while the thread is in ``GUEST``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class Task:
 
     name: str
     gen: Any
-    vcpu: "Vcpu"
+    vcpu: Vcpu
     runnable: bool = True
     ran_since: int = 0  # when it last got the vCPU (guest time slice)
     wake_pending: bool = False  # woken while still on its way to sleep
@@ -70,7 +71,7 @@ class Task:
 class Vm:
     index: int
     workload: str
-    vcpus: list["Vcpu"] = field(default_factory=list)
+    vcpus: list[Vcpu] = field(default_factory=list)
     last_boosted: int = -1  # kvm->last_boosted_vcpu
     mm: Any = None  # workload-wide state (locks, counters)
     stats: Any = None  # the VM's counters (model.metrics.VmStats)
