@@ -15,6 +15,8 @@ from rich.table import Table
 
 from model import METRICS, Scenario, ScenarioError, exit_table, simulate
 
+OUTPUT_WIDTH = 132
+
 Sets = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a scenario key: -s vm.vcpus=96 -s features.ipi_fastpath=false."),
@@ -68,7 +70,10 @@ def simulate_cli(
         }
         typer.echo(json.dumps(payload, indent=2))
     else:
-        _print(Console(), sc, result)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=OUTPUT_WIDTH)  # files and pipes: no wrapping of reasons
+        _print(console, sc, result)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -88,7 +93,7 @@ def _print(console: Console, sc: Scenario, result) -> None:
     console.print(metrics)
     exits = Table(title="VM exits of the measured VM (perf kvm stat)")
     for col in ("VM-EXIT", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"):
-        exits.add_column(col, justify="left" if col == "VM-EXIT" else "right")
+        exits.add_column(col, justify="left" if col == "VM-EXIT" else "right", no_wrap=True)
     for line in exit_table(result.exits):
         if "samples_pct" not in line:
             exits.add_row(str(line["reason"]), f"{line['samples']:,}", "", "", "", "", "")
