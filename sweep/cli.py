@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from sweep import commands_report, commands_simulate, commands_sweep
+from sweep import commands_report, commands_simulate, commands_sweep, commands_validate
 
 app = typer.Typer(
     name="sweep",
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (commands_simulate, commands_sweep, commands_report):
+for module in (commands_simulate, commands_sweep, commands_report, commands_validate):
     module.register(app)
 
 

@@ -191,7 +191,9 @@ def load(path: Path | str, overrides: list[str] | None = None) -> SweepConfig:
     return from_dict(raw, overrides, source)
 
 
-def from_dict(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "sweep config") -> SweepConfig:
+def from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, source: str = "sweep config"
+) -> SweepConfig:
     """Validate and resolve a sweep config given as a mapping plus ``KEY=VALUE`` overrides."""
     raw = json.loads(json.dumps(raw, default=str))  # a private deep copy, plain JSON types
     problems: list[str] = []
@@ -330,7 +332,7 @@ def _scenario_problems(base: dict[str, Any] | None, overrides: dict[str, Any] | 
     try:
         Scenario.build(base, overrides)
     except ScenarioError as err:
-        return [f"base.{line}" if not line.startswith("base") else line for line in err.problems]
+        return [f"base.{line}".replace("did you mean '", "did you mean 'base.") for line in err.problems]
     return []
 
 
@@ -344,7 +346,8 @@ def _field_adapters() -> dict[str, TypeAdapter[Any]]:
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, f"{prefix}{name}.")
             else:
-                out[prefix + name] = TypeAdapter(Annotated[ann, *field.metadata])  # type: ignore[valid-type]
+                typ = Annotated[ann, *field.metadata] if field.metadata else ann  # type: ignore[valid-type]
+                out[prefix + name] = TypeAdapter(typ)
 
     walk(Scenario, "")
     return out
@@ -380,7 +383,9 @@ def check(config: SweepConfig) -> list[str]:
     space = config.space
     prefix = "space.params"
     if not space.params:
-        problems.append(f"{prefix}: empty; give at least one parameter (dotted scenario key: values or range)")
+        problems.append(
+            f"{prefix}: empty; give at least one parameter (dotted scenario key: values or range)"
+        )
     for key, spec in space.params.items():
         where = f"{prefix}.{key}"
         if key not in schema:
@@ -395,7 +400,9 @@ def check(config: SweepConfig) -> list[str]:
     if config.report.metrics is not None:
         for i, metric in enumerate(config.report.metrics):
             if metric not in METRIC_NAMES:
-                problems.append(f"report.metrics[{i}]: unknown metric {metric!r}{closest(metric, list(METRIC_NAMES))}")
+                problems.append(
+                    f"report.metrics[{i}]: unknown metric {metric!r}{closest(metric, list(METRIC_NAMES))}"
+                )
     if config.report.by is not None:
         allowed_by = [*keys, "workload"]
         for i, key in enumerate(config.report.by):
@@ -460,9 +467,13 @@ def _check_design(space: Space) -> list[str]:
         hint = {"sobol": "base samples N, a power of 2", "morris": "trajectories"}.get(design, "points")
         problems.append(f"space.samples: required by {design} ({hint})")
     if design not in SAMPLED_DESIGNS and space.samples is not None:
-        problems.append(f"space.samples: not used by {design}; allowed with: {', '.join(sorted(SAMPLED_DESIGNS))}")
+        problems.append(
+            f"space.samples: not used by {design}; allowed with: {', '.join(sorted(SAMPLED_DESIGNS))}"
+        )
     if design == "sobol" and space.samples is not None and space.samples & (space.samples - 1):
-        problems.append(f"space.samples: sobol needs a power of 2 (got {space.samples}; e.g. {_pow2(space.samples)})")
+        problems.append(
+            f"space.samples: sobol needs a power of 2 (got {space.samples}; e.g. {_pow2(space.samples)})"
+        )
     if space.calc_second_order is not None and design != "sobol":
         problems.append(f"space.calc_second_order: only for sobol (design is {design})")
     if space.calc_second_order and len(space.params) < 2:
@@ -510,7 +521,10 @@ def resolve(config: SweepConfig) -> SweepConfig:
         else:
             params[key] = [coerce_value(key, v)[0] for v in spec]
     exclude = [
-        {k: [coerce_value(k, x)[0] for x in v] if isinstance(v, list) else coerce_value(k, v)[0] for k, v in r.items()}
+        {
+            k: [coerce_value(k, x)[0] for x in v] if isinstance(v, list) else coerce_value(k, v)[0]
+            for k, v in r.items()
+        }
         for r in config.space.exclude
     ]
     space = config.space

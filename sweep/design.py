@@ -38,6 +38,8 @@ from sweep.config import Range, Space
 
 # Sub-stream of the sweep seed that drives the design's sampler (points use others).
 DESIGN_STREAM = 0
+# 10**log10(n) can land a hair below n: nudge before flooring integer values.
+INTEGER_EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,10 @@ class Axis:
         """The parameter value at problem-space coordinate ``x``."""
         spec = self.spec
         if not isinstance(spec, Range):
-            return spec[min(max(int(math.floor(x)), 0), len(spec) - 1)]
+            return spec[min(max(math.floor(x), 0), len(spec) - 1)]
         v = 10.0**x if spec.log else float(x)
         if spec.integer:
-            return int(min(max(math.floor(v + 1e-9), spec.low), spec.high))
+            return int(min(max(math.floor(v + INTEGER_EPSILON), spec.low), spec.high))
         return min(max(v, spec.low), spec.high)
 
     def levels(self) -> tuple[Any, ...]:
@@ -82,7 +84,7 @@ class Axis:
             return spec
         n = spec.levels or 2
         points = np.geomspace(spec.low, spec.high, n) if spec.log else np.linspace(spec.low, spec.high, n)
-        values = [int(round(p)) for p in points] if spec.integer else [float(p) for p in points]
+        values = [int(np.rint(p)) for p in points] if spec.integer else [float(p) for p in points]
         return tuple(dict.fromkeys(values))  # integer rounding can repeat a level
 
 

@@ -8,8 +8,9 @@ what changed; ``restart`` deletes what the sweep wrote and starts over.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,9 @@ from sweep import design, manifest, points, rows, runner, store
 from sweep.config import SweepConfig
 from sweep.progress import NullProgress, ProgressReporter
 from sweep.worker import Outcome, load_simulator
+
+MANIFEST_INTERVAL_S = 30.0  # how often a running sweep refreshes the manifest's counts
+MAX_DIFF_LINES = 12  # changed keys listed when a resume is refused
 
 
 class OutputConflict(Exception):
@@ -50,12 +54,37 @@ def check_output(config: SweepConfig, output: Path) -> None:
         if existing.get("config_hash") != config.config_hash():
             old = {k: v for k, v in existing.get("config", {}).items() if k not in config_mod.UNHASHED_KEYS}
             changes = config_mod.diff(old, config.hashed_part()) or ["config_hash differs"]
-            raise OutputConflict(output, [f"the config changed since this output was written: {c}" for c in changes])
+            if len(changes) > MAX_DIFF_LINES:
+                changes = [*changes[:MAX_DIFF_LINES], f"... and {len(changes) - MAX_DIFF_LINES} more"]
+            raise OutputConflict(
+                output, [f"the config changed since this output was written: {c}" for c in changes]
+            )
         return
     if (output / store.RUNS_DIR).exists():
         hashes = set(store.read_runs(output, ["config_hash"]).column("config_hash").to_pylist())
         if hashes - {config.config_hash()}:
             raise OutputConflict(output, ["runs/ holds rows of another config and there is no manifest.json"])
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Keeps the manifest's counts roughly current during a run (every MANIFEST_INTERVAL_S)."""
+
+    config: SweepConfig
+    output: Path
+    total: int
+    created: str | None
+    counts: store.Counts
+    written_at: float = field(default_factory=time.monotonic)
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        errors = sum(not o.ok for o in outcomes)
+        c = self.counts
+        n = len(outcomes)
+        self.counts = store.Counts(c.ok + n - errors, c.error + errors, c.rows + n, c.distinct + n)
+        if time.monotonic() - self.written_at >= MANIFEST_INTERVAL_S:
+            manifest.write(self.output, manifest.build(self.config, self.total, self.created, self.counts))
+            self.written_at = time.monotonic()
 
 
 def write_design(config: SweepConfig, output: Path) -> None:
@@ -112,14 +141,18 @@ def launch(
         summary = None
         missing = total - len(done)
         if missing > 0:
+            tally = _Tally(config, output, total, created, store.counts(output))
 
             def sink(batch: Sequence[points.Point], outcomes: Sequence[Outcome]) -> None:
                 store.write_batch(output, *rows.tables(stamp, batch, outcomes))
+                tally.add(outcomes)
 
             started = runner.start_ray(options.address, options.num_cpus)
             progress.start(total, len(done))
             try:
-                summary = runner.execute(points.iter_points(config, skip=done), missing, sink, options, progress)
+                summary = runner.execute(
+                    points.iter_points(config, skip=done), missing, sink, options, progress
+                )
             finally:
                 progress.close()
                 counts = store.counts(output)

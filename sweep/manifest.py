@@ -39,7 +39,7 @@ def read(output: Path) -> dict[str, Any] | None:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def versions() -> dict[str, str]:
@@ -74,7 +74,9 @@ def code_version() -> str:
         return "unknown"
 
 
-def build(config: SweepConfig, total: int, created: str | None, counts: store.Counts | None) -> dict[str, Any]:
+def build(
+    config: SweepConfig, total: int, created: str | None, counts: store.Counts | None
+) -> dict[str, Any]:
     ok = counts.ok if counts else 0
     error = counts.error if counts else 0
     manifest: dict[str, Any] = {

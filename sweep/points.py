@@ -149,12 +149,9 @@ def check(config: SweepConfig) -> int:
     """
     n_rows = design.size(config.space)
     if n_rows * config.replicates > MAX_POINTS:
-        raise ConfigError(
-            [
-                f"space: {n_rows} design rows x {config.replicates} replicates = "
-                f"{n_rows * config.replicates} points, more than the limit of {MAX_POINTS}"
-            ]
-        )
+        total = n_rows * config.replicates
+        problem = f"space: {n_rows} design rows x {config.replicates} replicates = {total} points"
+        raise ConfigError([f"{problem}, more than the limit of {MAX_POINTS}"])
     reasons: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}
     kept = 0
@@ -175,7 +172,9 @@ def check(config: SweepConfig) -> int:
             f"{reason}; change the values or add a space.exclude rule"
         )
     if len(reasons) > MAX_LISTED_PROBLEMS:
-        problems.append(f"space.params: ... and {len(reasons) - MAX_LISTED_PROBLEMS} more kinds of impossible combination")
+        problems.append(
+            f"space.params: ... and {len(reasons) - MAX_LISTED_PROBLEMS} more kinds of impossible combination"
+        )
     if not problems and kept == 0:
         problems.append("space.exclude: the rules exclude every point; nothing would run")
     if problems:

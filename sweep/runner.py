@@ -2,9 +2,10 @@
 
 The driver takes points lazily, packs them into batches that should each take
 about ``batch_seconds`` (the first batches hold one point, to measure), keeps
-at most :data:`IN_FLIGHT_PER_WORKER` batches per worker in flight, and hands
-every finished batch to a sink (the store) as soon as :func:`ray.wait` returns
-it.  Batches are plain Ray tasks with ``max_retries`` for worker death and
+:data:`IN_FLIGHT_PER_WORKER` batches per worker in flight (so a worker never
+waits for the driver; exactly one per worker when ``num_cpus`` caps the
+workers of a bigger cluster), and hands every finished batch to a sink (the
+store) as soon as :func:`ray.wait` returns it, after refilling the workers.  Batches are plain Ray tasks with ``max_retries`` for worker death and
 ``retry_exceptions=False``: a simulation that raises is an error row, never a
 retry.  A batch that still fails after Ray's retries is split into single
 points; a single point that still kills its worker becomes an error row named
@@ -17,16 +18,19 @@ batches are still stored, the rest is cancelled.  A second signal aborts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
 import os
+import random
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sweep.points import Point
 from sweep.progress import ProgressReporter
@@ -34,9 +38,19 @@ from sweep.worker import Outcome, describe, run_batch
 
 IN_FLIGHT_PER_WORKER = 2  # one running, one queued: workers never wait for the driver
 WAIT_TIMEOUT_S = 0.5  # how often the driver wakes to check for a stop request
-MAX_BATCH_POINTS = 10_000
-TAIL_BATCHES_PER_WORKER = 2  # near the end, batches shrink so that the workers finish together
+MAX_BATCH_POINTS = 2_000  # bounds a task's arguments (~2.4 kB per pickled scenario)
+TAIL_BATCHES_PER_WORKER = 2
+MIN_BATCH_SECONDS = 0.2  # tail batches are not made shorter than this
+# Points are submitted in a shuffled order within a sliding window of this many points: design
+# order groups costly points together (all hackbench, then all cpu-bound), which skews the
+# measured mean time and leaves one worker with the costly batches at the end.  Order does
+# not change any result (seeds do not depend on it).
+SHUFFLE_WINDOW = 2048
+SHUFFLE_SEED = 0  # near the end, batches shrink so that the workers finish together
 RAY_LOGGING_LEVEL = logging.WARNING
+# Ray warns at every start that token authentication is on (the secure default); that is not news.
+RAY_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_NOTICE_PREFIX = "Token authentication is enabled for this Ray cluster"
 
 Sink = Callable[[Sequence[Point], Sequence[Outcome]], None]
 
@@ -53,7 +67,6 @@ class RunOptions:
 
 @dataclass(slots=True)
 class RunSummary:
-    submitted: int = 0
     done: int = 0
     ok: int = 0
     errors: int = 0
@@ -81,13 +94,43 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
+    _quiet_ray_notices()
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = {"logging_level": RAY_LOGGING_LEVEL, "log_to_driver": False, "configure_logging": True}
     if address:
+        _use_local_token()
         ray.init(address=address, **common)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
     return True
+
+
+def _use_local_token() -> None:
+    """Send the local Ray auth token (``~/.ray/auth_token``) when joining a cluster.
+
+    A local ``ray.init()`` turns token authentication on by itself when a token
+    exists; joining an existing cluster does not, and a head started with
+    ``ray start`` on this machine then refuses the driver.  This applies Ray's
+    own rule for local clusters; ``RAY_AUTH_MODE``, if set, still decides.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: leave authentication to Ray
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _quiet_ray_notices() -> None:
+    notice = logging.getLogger(RAY_NOTICE_LOGGER)
+    if not any(isinstance(f, _DropNotice) for f in notice.filters):
+        notice.addFilter(_DropNotice())
+
+
+class _DropNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(RAY_NOTICE_PREFIX)
 
 
 def cluster_workers(num_cpus: int | None) -> int:
@@ -119,9 +162,26 @@ class Batcher:
             return 1
         mean = max(self.seconds_timed / self.points_timed, 1e-6)
         n = max(1, min(MAX_BATCH_POINTS, round(self.batch_seconds / mean)))
-        if remaining is not None:
-            n = min(n, max(1, math.ceil(remaining / (self.workers * TAIL_BATCHES_PER_WORKER))))
+        if remaining is not None and self.workers > 1:
+            # Shrink near the end so that workers finish together, but not below MIN_BATCH_SECONDS
+            # (a batch costs the driver a few ms of writing, whatever its size).
+            tail = math.ceil(remaining / (self.workers * TAIL_BATCHES_PER_WORKER))
+            n = min(n, max(tail, math.ceil(MIN_BATCH_SECONDS / mean)))
         return n
+
+
+def interleave(points: Iterable[Point], window: int, seed: int) -> Iterator[Point]:
+    """``points`` in a random order within a sliding window of ``window`` (a streaming shuffle)."""
+    rng = random.Random(seed)
+    buffer: list[Point] = []
+    for point in points:
+        buffer.append(point)
+        if len(buffer) >= window:
+            i = rng.randrange(len(buffer))
+            buffer[i], buffer[-1] = buffer[-1], buffer[i]
+            yield buffer.pop()
+    rng.shuffle(buffer)
+    yield from buffer
 
 
 # -- stop requests ------------------------------------------------------------------------------
@@ -163,6 +223,125 @@ def catch_stop_signals(flag: StopFlag, on_first: Callable[[], None]) -> Iterator
 # -- the loop ---------------------------------------------------------------------------------------
 
 
+def in_flight_limit(workers: int, cluster_cpus: int) -> int:
+    """Batches in flight: a queued one per worker, or exactly ``workers`` when capping a bigger cluster."""
+    return workers * IN_FLIGHT_PER_WORKER if workers >= cluster_cpus else workers
+
+
+@dataclass
+class _Dispatch:
+    """The state of one :func:`execute`: what is in flight, what to retry, what was done."""
+
+    remote: Any
+    source: Iterator[Point]
+    total_missing: int
+    sink: Sink
+    options: RunOptions
+    progress: ProgressReporter
+    summary: RunSummary
+    batcher: Batcher
+    max_in_flight: int
+    stop: StopFlag = field(default_factory=StopFlag)
+    pending: dict[Any, list[Point]] = field(default_factory=dict)
+    retry: deque[Point] = field(default_factory=deque)  # points of crashed batches, rerun one at a time
+    submitted: int = 0
+    exhausted: bool = False
+
+    def top_up(self) -> None:
+        """Submit batches until the in-flight limit (or the points) run out."""
+        while not self.stop and len(self.pending) < self.max_in_flight:
+            if self.retry:
+                self._submit([self.retry.popleft()])
+                continue
+            if self.exhausted:
+                return
+            batch = list(
+                itertools.islice(self.source, self.batcher.size(self.total_missing - self.submitted))
+            )
+            if not batch:
+                self.exhausted = True
+                return
+            self.submitted += len(batch)
+            self._submit(batch)
+
+    def _submit(self, batch: list[Point]) -> None:
+        ref = self.remote.remote(self.options.simulator, [(p.point_id, p.scenario, p.seed) for p in batch])
+        self.pending[ref] = batch
+        self.summary.batches += 1
+        self.summary.batch_sizes.append(len(batch))
+
+    def fetch(self, ref: Any) -> tuple[list[Point], Sequence[Outcome]] | None:
+        """A finished batch's outcomes; None when its points were queued for retry (or dropped on stop)."""
+        import ray
+        from ray.exceptions import RayError
+
+        batch = self.pending.pop(ref)
+        try:
+            outcomes = ray.get(ref)
+        except RayError as err:
+            if self.stop:
+                return None  # stopping: these points stay missing and run next time
+            if len(batch) > 1:
+                self.retry.extend(batch)
+                return None
+            outcomes = [Outcome.failed(batch[0].point_id, type(err).__name__, describe(err))]
+        self.batcher.observe(outcomes)
+        return batch, outcomes
+
+    def store(self, batch: list[Point], outcomes: Sequence[Outcome]) -> None:
+        self.sink(batch, outcomes)
+        errors = sum(not o.ok for o in outcomes)
+        summary = self.summary
+        summary.done += len(outcomes)
+        summary.errors += errors
+        summary.ok += len(outcomes) - errors
+        summary.sim_s += sum(o.wall_s for o in outcomes if math.isfinite(o.wall_s))
+        self.progress.advance(len(outcomes), errors)
+        if errors and self.options.fail_fast:
+            self.stop.set("fail-fast")
+
+    def step(self) -> bool:
+        """Wait for finished batches, refill, then store them; False when all is done."""
+        import ray
+
+        self.top_up()
+        if not self.pending:
+            return False
+        ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        finished = [f for f in (self.fetch(ref) for ref in ready) if f is not None]
+        self.top_up()  # keep the workers busy while the driver writes
+        for batch, outcomes in finished:
+            self.store(batch, outcomes)
+        self.progress.refresh()
+        return not self.stop
+
+    def finish(self) -> None:
+        """Store batches that already finished; cancel the others."""
+        import ray
+
+        if not self.pending:
+            return
+        self.stop.set("interrupted")
+        refs = list(self.pending)
+        ready, rest = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            done = self.fetch(ref)
+            if done is not None:
+                self.store(*done)
+        for ref in rest:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+            self.pending.pop(ref, None)
+
+
+@functools.cache
+def _remote_batch() -> Any:
+    """``run_batch`` as a Ray remote function, made once per process (Ray exports it once per job)."""
+    import ray
+
+    return ray.remote(run_batch)
+
+
 def execute(
     points: Iterable[Point],
     total_missing: int,
@@ -171,97 +350,30 @@ def execute(
     progress: ProgressReporter,
 ) -> RunSummary:
     """Run ``points`` on the current Ray cluster; ``sink`` gets each finished batch."""
-    import ray
-    from ray.exceptions import RayError
 
-    remote = ray.remote(run_batch).options(
+    remote = _remote_batch().options(
         max_retries=options.max_retries, retry_exceptions=False, num_cpus=1, name="sweep-batch"
     )
+    cluster_cpus = cluster_workers(None)
     workers = cluster_workers(options.num_cpus)
-    summary = RunSummary(workers=workers)
-    batcher = Batcher(options.batch_seconds, workers)
-    source = iter(points)
-    retry: deque[Point] = deque()  # points of crashed batches, rerun one at a time
-    pending: dict[object, list[Point]] = {}
-    stop = StopFlag()
-    max_in_flight = workers * IN_FLIGHT_PER_WORKER
+    dispatch = _Dispatch(
+        remote=remote,
+        source=interleave(points, SHUFFLE_WINDOW, SHUFFLE_SEED),
+        total_missing=total_missing,
+        sink=sink,
+        options=options,
+        progress=progress,
+        summary=RunSummary(workers=workers),
+        batcher=Batcher(options.batch_seconds, workers),
+        max_in_flight=in_flight_limit(workers, cluster_cpus),
+    )
     start = time.perf_counter()
-
-    def submit(batch: list[Point]) -> None:
-        ref = remote.remote(options.simulator, [(p.point_id, p.scenario, p.seed) for p in batch])
-        pending[ref] = batch
-        summary.submitted += len(batch)
-        summary.batches += 1
-        summary.batch_sizes.append(len(batch))
-
-    def handle(batch: list[Point], outcomes: Sequence[Outcome]) -> None:
-        sink(batch, outcomes)
-        batcher.observe(outcomes)
-        errors = sum(not o.ok for o in outcomes)
-        summary.done += len(outcomes)
-        summary.errors += errors
-        summary.ok += len(outcomes) - errors
-        summary.sim_s += sum(o.wall_s for o in outcomes if math.isfinite(o.wall_s))
-        progress.advance(len(outcomes), errors)
-        if errors and options.fail_fast:
-            stop.set("fail-fast")
-
-    def collect(ref: object) -> None:
-        batch = pending.pop(ref)
+    with catch_stop_signals(dispatch.stop, progress.stopping):
         try:
-            outcomes = ray.get(ref)
-        except RayError as err:
-            if stop:
-                return  # stopping: these points stay missing and run next time
-            if len(batch) > 1:
-                retry.extend(batch)
-                return
-            outcomes = [Outcome.failed(batch[0].point_id, type(err).__name__, describe(err))]
-        handle(batch, outcomes)
-
-    with catch_stop_signals(stop, progress.stopping):
-        try:
-            exhausted = False
-            while True:
-                while not stop and len(pending) < max_in_flight:
-                    if retry:
-                        submit([retry.popleft()])
-                        continue
-                    if exhausted:
-                        break
-                    n = batcher.size(total_missing - summary.submitted)
-                    batch = list(itertools.islice(source, n))
-                    if not batch:
-                        exhausted = True
-                        break
-                    submit(batch)
-                if not pending:
-                    break
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
-                for ref in ready:
-                    collect(ref)
-                progress.refresh()
-                if stop:
-                    break
+            while dispatch.step():
+                pass
         finally:
-            _finish(pending, collect, stop)
-    summary.elapsed_s = time.perf_counter() - start
-    summary.stopped = stop.reason
-    return summary
-
-
-def _finish(pending: dict[object, list[Point]], collect: Callable[[object], None], stop: StopFlag) -> None:
-    """Store batches that already finished; cancel the others."""
-    import ray
-
-    if not pending:
-        return
-    refs = list(pending)
-    ready, rest = ray.wait(refs, num_returns=len(refs), timeout=0)
-    stop.set("interrupted")
-    for ref in ready:
-        collect(ref)
-    for ref in rest:
-        with contextlib.suppress(Exception):
-            ray.cancel(ref, force=True)
-        pending.pop(ref, None)
+            dispatch.finish()
+    dispatch.summary.elapsed_s = time.perf_counter() - start
+    dispatch.summary.stopped = dispatch.stop.reason
+    return dispatch.summary

@@ -1,0 +1,362 @@
+"""README.md's "What the model says" section, generated from results (never typed).
+
+:func:`section` builds the Markdown from
+
+* the validation table written by ``sweep validate`` (``validation.parquet``),
+* each flagship sweep's output: its manifest (run counts, code version), its
+  report's feature-effects table (``report/tables/feature_effects.parquet``:
+  the median paired ratio on/off with its bootstrap interval, overall and per
+  level of each breakdown) and, for sweeps that compare configurations rather
+  than toggle features (the ROME APIC modes), the runs themselves;
+
+and :func:`splice` puts it between ``<!-- results:begin -->`` and
+``<!-- results:end -->``, appending the markers at the end of the file when it
+has none.  A missing input is said in the section, not an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sweep import validate as val
+
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+DEFAULT_SWEEPS = (Path("results/rome"), Path("results/cascadelake"))
+TOP_EFFECTS = 10
+HEADING = "## What the model says"
+
+
+class ReadmeError(ValueError):
+    """A README whose markers are broken (one line)."""
+
+
+def splice(text: str, section: str) -> str:
+    """``text`` with the part between the markers replaced by ``section`` (markers appended if absent)."""
+    begins, ends = text.count(BEGIN), text.count(END)
+    body = f"{BEGIN}\n{section.strip()}\n{END}"
+    if begins == 0 and ends == 0:
+        sep = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
+        if text and not text.endswith("\n\n"):
+            sep = "\n" if text.endswith("\n") else "\n\n"
+        return f"{text}{sep}{body}\n"
+    if begins != 1 or ends != 1:
+        raise ReadmeError(f"expected one {BEGIN} and one {END} marker, found {begins} and {ends}")
+    start, stop = text.index(BEGIN), text.index(END)
+    if stop < start:
+        raise ReadmeError(f"{END} comes before {BEGIN}")
+    return text[:start] + body + text[stop + len(END) :]
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def ratio_cell(ratio: float | None, low: float | None, high: float | None, bold: bool = False) -> str:
+    if ratio is None or not math.isfinite(ratio):
+        return ""
+    core = f"{ratio:.3g}"
+    if bold:
+        core = f"**{core}**"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        return f"{core} [{low:.3g}, {high:.3g}]"
+    return core
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines
+
+
+def _short_feature(name: str) -> str:
+    return name.removeprefix("features.")
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
+    lines = ["### Against published results", ""]
+    path = Path(validation_dir) / f"{val.TABLE_STEM}.parquet"
+    if not path.exists():
+        note = f"no validation table at {path}: run `sweep validate`"
+        return [*lines, f"*Not available: {note}.*", ""], [note]
+    table = pl.read_parquet(path)
+    lines += [
+        (
+            "`sweep validate` runs each case of `conf/validation/published.yaml` with its published setup "
+            "(`conf/validation/<case>.yaml`) and compares the ratio of each condition to the case's "
+            "baseline. Simulated: ratio of the means over n replicates, 95 % bootstrap interval. A case "
+            "passes when the simulated improvement has the published sign and lies within a factor of 2 "
+            "of the published one, or within the case's tighter tolerance on the ratio."
+        ),
+        "",
+        f"**{val.summary_line(table)}.**",
+        "",
+    ]
+    rows = []
+    for r in val.display_rows(table):
+        verdict = r["verdict"]
+        if verdict.startswith(val.PASS):
+            verdict = verdict.replace(val.PASS, "pass", 1)
+        elif verdict.startswith(val.FAIL):
+            verdict = "**" + verdict.replace(" (", "** (", 1) if " (" in verdict else f"**{verdict}**"
+        rows.append(
+            [
+                r["case"],
+                r["series"],
+                r["condition"],
+                r["metric"],
+                r["published"],
+                r["simulated ratio [95 % CI]"],
+                r["n"],
+                r["tolerance"],
+                verdict + (f" ({r['note']})" if r["note"] else ""),
+            ]
+        )
+    header = [
+        "case",
+        "series",
+        "condition",
+        "metric",
+        "published",
+        "simulated ratio [95 % CI]",
+        "n",
+        "tolerance",
+        "verdict",
+    ]
+    lines += md_table(header, rows)
+    return [*lines, ""], []
+
+
+# -- flagship sweeps -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Configurations:
+    """A comparison of configurations (not a feature toggle) read from the runs.
+
+    ``keys``: the columns that make a configuration, ``names``: its label per
+    key tuple (the first is the baseline), ``where``: the point of the sweep
+    compared at, ``across``: a column whose levels become table columns.
+    """
+
+    title: str
+    keys: tuple[str, ...]
+    names: dict[tuple[Any, ...], str]
+    where: dict[str, Any]
+    metrics: tuple[str, ...]
+    across: str
+
+
+ROME_CONFIGS = {
+    ("xapic", False, True): "xAPIC, AVIC off",
+    ("xapic", True, True): "xAPIC, AVIC on",
+    ("x2apic_cluster", False, True): "x2APIC cluster",
+    ("x2apic_phys", False, False): "x2APIC physical, IPI fastpath off",
+    ("x2apic_phys", False, True): "x2APIC physical, IPI fastpath on",
+}
+ROME_KEYS = ("vm.apic", "vm.avic", "features.ipi_fastpath")
+
+FLAGSHIP_CONFIGS: dict[str, tuple[Configurations, ...]] = {
+    "rome": (
+        Configurations(
+            title="APIC configurations of one VM on the 2x48x2 ROME host at overcommit 1, by VM size "
+            "(means over replicates)",
+            keys=ROME_KEYS,
+            names=ROME_CONFIGS,
+            where={"overcommit": 1.0, "topology.sockets": 2, "topology.threads_per_core": 2},
+            metrics=("records_per_s", "hackbench_time_s"),
+            across="vm.vcpus",
+        ),
+        Configurations(
+            title="The same for the published 180-vCPU VM when cpu-bound co-runner VMs double the load "
+            "(overcommit 2; HLT still not exiting)",
+            keys=ROME_KEYS,
+            names=ROME_CONFIGS,
+            where={"vm.vcpus": 180, "topology.sockets": 2, "topology.threads_per_core": 2},
+            metrics=("records_per_s", "hackbench_time_s"),
+            across="overcommit",
+        ),
+    ),
+}
+
+
+def _read_manifest(output: Path) -> dict[str, Any]:
+    from sweep import manifest
+
+    return manifest.read(output) or {}
+
+
+def flagship_part(output: Path) -> tuple[list[str], list[str]]:
+    output = Path(output)
+    info = _read_manifest(output)
+    name = str(info.get("name") or output.name)
+    conf = {"rome": "conf/rome.yaml", "cascadelake": "conf/cascadelake.yaml"}.get(name)
+    title = f"### {name}" + (f" (`{conf}`)" if conf else "")
+    lines = [title, ""]
+    if not info:
+        note = f"no sweep output at {output}: run `sweep launch` for it"
+        return [*lines, f"*Not available: {note}.*", ""], [note]
+    description = str(info.get("config", {}).get("description") or "").strip()
+    counts = info.get("counts", {})
+    if description:
+        lines += [description, ""]
+    lines += [
+        f"{counts.get('ok', 0)} of {counts.get('total', 0)} runs ok"
+        + (f", {counts.get('error')} failed" if counts.get("error") else "")
+        + (f", {counts.get('missing')} missing" if counts.get("missing") else "")
+        + f" (code {info.get('code_version', 'unknown')}); full report: `{output}/report/index.md`.",
+        "",
+    ]
+    notes: list[str] = []
+    for configs in FLAGSHIP_CONFIGS.get(name, ()):
+        lines += configurations_table(output, configs)
+    effects, more = effects_table(output, info)
+    lines += effects
+    notes += more
+    return lines, notes
+
+
+def configurations_table(output: Path, spec: Configurations) -> list[str]:
+    runs = val.read_runs(output, [*spec.keys, *spec.where, spec.across, *spec.metrics])
+    needed = [*spec.keys, *spec.where, spec.across]
+    if runs.is_empty() or any(c not in runs.columns for c in needed):
+        return []
+    frame = runs.filter(pl.all_horizontal([pl.col(k) == v for k, v in spec.where.items()]))
+    levels = sorted(frame[spec.across].unique().to_list())
+    if not levels:
+        return []
+    means = frame.group_by([*spec.keys, spec.across]).agg(
+        *[
+            pl.col(m).filter(pl.col(m).is_finite()).mean().alias(m)
+            for m in spec.metrics
+            if m in frame.columns
+        ],
+        pl.len().alias("n"),
+    )
+    lookup = {(*[r[k] for k in spec.keys], r[spec.across]): r for r in means.iter_rows(named=True)}
+    base_key = next(iter(spec.names))
+    lines = [f"{spec.title}:", ""]
+    header = ["configuration", *[f"{spec.across}={lv}" for lv in levels]]
+    for m in spec.metrics:
+        rows = []
+        for key, label in spec.names.items():
+            row = [label]
+            for lv in levels:
+                cell, base = lookup.get((*key, lv)), lookup.get((*base_key, lv))
+                value = cell.get(m) if cell else None
+                ref = base.get(m) if base else None
+                if value is None or ref is None or not ref or not math.isfinite(value):
+                    row.append("")
+                elif key == base_key:
+                    row.append(_abs(value))
+                else:
+                    row.append(f"{value / ref:.2f}x")
+            if any(row[1:]):
+                rows.append(row)
+        if rows:
+            lines += [f"`{m}`: the baseline's mean, then each configuration's ratio to it:", ""]
+            lines += [*md_table(header, rows), ""]
+    return lines
+
+
+def _abs(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def effects_table(output: Path, info: dict[str, Any]) -> tuple[list[str], list[str]]:
+    path = Path(output) / "report" / "tables" / "feature_effects.parquet"
+    if not path.exists():
+        note = f"no report at {path.parent.parent}: run `sweep report {output}`"
+        return [f"*Feature effects not available: {note}.*", ""], [note]
+    effects = pl.read_parquet(path)
+    overall = effects.filter(pl.col("by") == "all")
+    if overall.is_empty():
+        return ["No feature toggles with paired runs in this sweep.", ""], []
+    breakdown = _breakdown(effects, info)
+    # the sweep's metrics of interest in their order (figures of merit first), then the clearest effects
+    order = {m: i for i, m in enumerate(info.get("config", {}).get("report", {}).get("metrics") or [])}
+    ranked = overall.with_columns(
+        (pl.col("median_ratio") - 1).abs().alias("_size"),
+        pl.col("metric").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_rank"),
+    ).sort(["_rank", "shown", "_size"], descending=[False, True, True])
+    levels: list[str] = []
+    if breakdown:
+        levels = effects.filter(pl.col("by") == breakdown)["level"].unique().to_list()
+        levels.sort(key=_level_key)
+    header = ["feature", "metric", "all runs", *[f"{breakdown}={lv}" for lv in levels]]
+    rows = []
+    for r in ranked.head(TOP_EFFECTS).iter_rows(named=True):
+        row = [
+            _short_feature(r["feature"]),
+            r["metric"],
+            ratio_cell(r["median_ratio"], r["ci_low"], r["ci_high"], r["shown"]),
+        ]
+        per = effects.filter(
+            (pl.col("feature") == r["feature"])
+            & (pl.col("metric") == r["metric"])
+            & (pl.col("by") == breakdown)
+        )
+        cells = {
+            p["level"]: ratio_cell(p["median_ratio"], None, None, p["shown"])
+            for p in per.iter_rows(named=True)
+        }
+        row += [cells.get(lv, "") for lv in levels]
+        rows.append(row)
+    lines = [
+        f"Feature effects ({min(TOP_EFFECTS, overall.height)} of {overall.height}, the sweep's main metrics "
+        "first): median of the paired "
+        "ratios on/off (runs identical but for the feature, same seed) with its 95 % bootstrap interval; "
+        "**bold**: the interval excludes 1 (at least 5 pairs)"
+        + (f"; per {breakdown} level the median alone" if breakdown else "")
+        + ".",
+        "",
+        *md_table(header, rows),
+        "",
+    ]
+    return lines, []
+
+
+def _breakdown(effects: pl.DataFrame, info: dict[str, Any]) -> str | None:
+    present = set(effects["by"].unique().to_list()) - {"all"}
+    for column in ("overcommit", *(info.get("config", {}).get("report", {}).get("by") or [])):
+        if column in present:
+            return column
+    return None
+
+
+def _level_key(level: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(level), level)
+    except ValueError:
+        return (1, 0.0, level)
+
+
+# -- the section ------------------------------------------------------------------------------------
+
+
+def section(validation_dir: Path, sweeps: Sequence[Path] = DEFAULT_SWEEPS) -> tuple[str, list[str]]:
+    """The Markdown of the section and notes on missing inputs."""
+    sources = ", ".join(f"`{p}`" for p in [Path(validation_dir), *map(Path, sweeps)])
+    lines = [
+        HEADING,
+        "",
+        f"*Generated by `sweep readme` from {sources}; edit the generator, not this text.*",
+        "",
+    ]
+    notes: list[str] = []
+    part, more = validation_part(Path(validation_dir))
+    lines += part
+    notes += more
+    for output in sweeps:
+        part, more = flagship_part(Path(output))
+        lines += part
+        notes += more
+    return "\n".join(lines).rstrip() + "\n", notes

@@ -1,0 +1,187 @@
+"""A driver killed with SIGKILL (or stopped with SIGINT) mid-sweep loses nothing and doubles nothing.
+
+The interrupted run is a subprocess with one worker and tiny batches (many
+commits); the resumed and the reference runs are in-process with two workers
+and the default batch size, so the comparison also shows that results do not
+depend on the number of workers or the batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from sweep import store
+from tests.sweep.conftest import REPO, TINY_BASE, invoke, subprocess_env, sweep_command, tiny_config
+from tests.sweep.test_runner import exits_frame, launch, runs_frame
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+FILES_BEFORE_KILL = 5  # run files that must exist before the driver is killed
+START_TIMEOUT_S = 90
+EXIT_TIMEOUT_S = 30
+REAP_GRACE_S = 3  # Ray's agents outlive a SIGKILLed driver by about a minute; don't wait that long
+POINTS = 120  # 20 rows x 6 replicates of ~40 ms hackbench: seconds of work on one worker
+
+
+def _config() -> dict[str, Any]:
+    return tiny_config(
+        name="killed",
+        base={**TINY_BASE, "workload": {"kind": "hackbench"}, "sim": {"duration_ms": 20, "warmup_ms": 1}},
+        space={
+            "design": "grid",
+            "params": {
+                "vm.halt_poll_ns": [0, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000],
+                "features.ipi_fastpath": [True, False],
+            },
+        },
+        replicates=6,
+    )
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (read from /proc; no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start(conf: Path, output: Path) -> subprocess.Popen[bytes]:
+    """``sweep launch`` in its own session (one worker, tiny batches: many commits)."""
+    args = ["-o", str(output), "--num-cpus", "1", "--batch-seconds", "0.01", "--no-report", "-q"]
+    return subprocess.Popen(
+        sweep_command("launch", str(conf), *args),
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for_files(proc: subprocess.Popen[bytes], output: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while len(store.data_files(output, store.RUNS_DIR)) < FILES_BEFORE_KILL:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"sweep ended before it could be interrupted: {proc.stdout.read().decode() if proc.stdout else ''}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no batch files appeared")
+        time.sleep(0.05)
+
+
+def _reap(pids: set[int]) -> None:
+    """End what is left of the killed driver's Ray (by pid: only processes this test started)."""
+    deadline = time.monotonic() + REAP_GRACE_S
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An uninterrupted run of the same config (in-process, two workers, default batches)."""
+    from typer.testing import CliRunner
+
+    base = tmp_path_factory.mktemp("reference")
+    conf = base / "killed.yaml"
+    conf.write_text(json.dumps(_config()))
+    out = base / "out"
+    result = launch(CliRunner(), conf, out)
+    assert result.exit_code == 0, result.output
+    return conf, out
+
+
+def _assert_same_as_reference(out: Path, reference_out: Path) -> None:
+    frame = runs_frame(out)
+    assert frame.height == POINTS
+    assert frame["point_id"].n_unique() == POINTS  # every point exactly once
+    assert frame.equals(runs_frame(reference_out))  # and with the same results
+    assert exits_frame(out).equals(exits_frame(reference_out))
+
+
+def test_sigkill_mid_sweep_then_resume(cli: Any, reference: tuple[Path, Path], tmp_path: Path) -> None:
+    conf, reference_out = reference
+    out = tmp_path / "out"
+    proc = _start(conf, out)
+    try:
+        _wait_for_files(proc, out)
+        family = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(EXIT_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _reap(family)
+    partial = store.read_runs(out, ["point_id"]).num_rows
+    assert 0 < partial < POINTS, "the driver must die mid-sweep"
+
+    status = json.loads(invoke(cli, "status", str(out), "--json").stdout)
+    assert status["missing"] == POINTS - partial and status["duplicates"] == 0
+
+    resumed = launch(cli, conf, out)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"ran {POINTS - partial} points" in resumed.stderr  # only the missing ones
+    _assert_same_as_reference(out, reference_out)
+    assert not (out / store.STAGING_DIR).exists() or not any((out / store.STAGING_DIR).iterdir())
+
+
+def test_sigint_stops_cleanly_and_keeps_what_finished(
+    cli: Any, reference: tuple[Path, Path], tmp_path: Path
+) -> None:
+    conf, reference_out = reference
+    out = tmp_path / "out"
+    proc = _start(conf, out)
+    try:
+        _wait_for_files(proc, out)
+        family = _descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the driver and its Ray processes
+        output, _ = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _reap(family)
+    assert proc.returncode == 130, output.decode()
+    assert b"interrupted" in output and b"Traceback" not in output
+    manifest = json.loads((out / "manifest.json").read_text())
+    done = store.read_runs(out, ["point_id"]).num_rows
+    assert manifest["counts"]["ok"] == done and 0 < done < POINTS
+    assert manifest["counts"]["missing"] == POINTS - done
+
+    resumed = launch(cli, conf, out)
+    assert resumed.exit_code == 0, resumed.output
+    _assert_same_as_reference(out, reference_out)
+    frame = pl.read_parquet(str(out / "runs" / "**" / "*.parquet"))
+    assert frame["status"].unique().to_list() == ["ok"]
