@@ -21,6 +21,7 @@ from sweep.config import SweepConfig
 from sweep.progress import NullProgress, ProgressReporter
 from sweep.worker import Outcome, load_simulator
 
+COMMIT_INTERVAL_S = 1.0  # finished batches are committed together at most this often (or batch_seconds)
 MANIFEST_INTERVAL_S = 30.0  # how often a running sweep refreshes the manifest's counts
 MAX_DIFF_LINES = 12  # changed keys listed when a resume is refused
 
@@ -87,6 +88,39 @@ class _Tally:
             self.written_at = time.monotonic()
 
 
+@dataclass(slots=True)
+class _Committer:
+    """Collects finished batches and commits them together every ``interval_s``.
+
+    One commit writes a file per (hardware, workload) partition for runs and
+    for exits; with many workers and short batches, committing each batch
+    alone would cost the driver more CPU than it saves in lost work after a
+    crash (at most ``interval_s`` of results, which then simply run again).
+    """
+
+    output: Path
+    stamp: rows.Stamp
+    interval_s: float
+    tally: _Tally
+    points: list[points.Point] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    since: float | None = None
+
+    def add(self, batch: Sequence[points.Point], outcomes: Sequence[Outcome]) -> None:
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        self.points.extend(batch)
+        self.outcomes.extend(outcomes)
+        if now - self.since >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.points:
+            store.write_batch(self.output, *rows.tables(self.stamp, self.points, self.outcomes))
+            self.tally.add(self.outcomes)
+        self.points, self.outcomes, self.since = [], [], None
+
+
 def write_design(config: SweepConfig, output: Path) -> None:
     """``design.parquet``: sobol/morris sample rows in problem space, for the analysis."""
     matrix = design.sample_matrix(config.space, config.seed)
@@ -142,18 +176,16 @@ def launch(
         missing = total - len(done)
         if missing > 0:
             tally = _Tally(config, output, total, created, store.counts(output))
-
-            def sink(batch: Sequence[points.Point], outcomes: Sequence[Outcome]) -> None:
-                store.write_batch(output, *rows.tables(stamp, batch, outcomes))
-                tally.add(outcomes)
-
+            interval = min(COMMIT_INTERVAL_S, config.run.batch_seconds)
+            committer = _Committer(output, stamp, interval, tally)
             started = runner.start_ray(options.address, options.num_cpus)
             progress.start(total, len(done))
             try:
                 summary = runner.execute(
-                    points.iter_points(config, skip=done), missing, sink, options, progress
+                    points.iter_points(config, skip=done), missing, committer.add, options, progress
                 )
             finally:
+                committer.flush()  # what finished is kept, on a stop or an error too
                 progress.close()
                 counts = store.counts(output)
                 manifest.write(output, manifest.build(config, total, created, counts))

@@ -94,7 +94,8 @@ def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
             "(`conf/validation/<case>.yaml`) and compares the ratio of each condition to the case's "
             "baseline. Simulated: ratio of the means over n replicates, 95 % bootstrap interval. A case "
             "passes when the simulated improvement has the published sign and lies within a factor of 2 "
-            "of the published one, or within the case's tighter tolerance on the ratio."
+            "of the published one, or within the case's tighter tolerance on the ratio "
+            "([docs/validate.md](docs/validate.md))."
         ),
         "",
         f"**{val.summary_line(table)}.**",

@@ -40,7 +40,6 @@ IN_FLIGHT_PER_WORKER = 2  # one running, one queued: workers never wait for the 
 WAIT_TIMEOUT_S = 0.5  # how often the driver wakes to check for a stop request
 MAX_BATCH_POINTS = 2_000  # bounds a task's arguments (~2.4 kB per pickled scenario)
 TAIL_BATCHES_PER_WORKER = 2
-MIN_BATCH_SECONDS = 0.2  # tail batches are not made shorter than this
 # Points are submitted in a shuffled order within a sliding window of this many points: design
 # order groups costly points together (all hackbench, then all cpu-bound), which skews the
 # measured mean time and leaves one worker with the costly batches at the end.  Order does
@@ -163,10 +162,9 @@ class Batcher:
         mean = max(self.seconds_timed / self.points_timed, 1e-6)
         n = max(1, min(MAX_BATCH_POINTS, round(self.batch_seconds / mean)))
         if remaining is not None and self.workers > 1:
-            # Shrink near the end so that workers finish together, but not below MIN_BATCH_SECONDS
-            # (a batch costs the driver a few ms of writing, whatever its size).
-            tail = math.ceil(remaining / (self.workers * TAIL_BATCHES_PER_WORKER))
-            n = min(n, max(tail, math.ceil(MIN_BATCH_SECONDS / mean)))
+            # Shrink near the end so that workers finish together.  By count, not by the mean:
+            # the first few points measured may be far from typical.
+            n = min(n, max(1, math.ceil(remaining / (self.workers * TAIL_BATCHES_PER_WORKER))))
         return n
 
 
