@@ -1,11 +1,14 @@
 """Run points on Ray: batches sized from measured simulation time, a bounded number in flight.
 
-The driver takes points lazily, packs them into batches that should each take
-about ``batch_seconds`` (the first batches hold one point, to measure), keeps
-:data:`IN_FLIGHT_PER_WORKER` batches per worker in flight (so a worker never
-waits for the driver; exactly one per worker when ``num_cpus`` caps the
-workers of a bigger cluster), and hands every finished batch to a sink (the
-store) as soon as :func:`ray.wait` returns it, after refilling the workers.  Batches are plain Ray tasks with ``max_retries`` for worker death and
+The driver takes points lazily (shuffled within a sliding window, see
+:func:`interleave`) and packs them into batches that should each take about
+``batch_seconds`` (the first batches hold one point, to measure).  It keeps
+:data:`IN_FLIGHT_PER_WORKER` batches per worker in flight, so a worker never
+waits for the driver (exactly one per worker when ``num_cpus`` caps the
+workers of a bigger cluster), and hands every finished batch to a sink as
+soon as :func:`ray.wait` returns it, after refilling the workers.
+
+Batches are plain Ray tasks with ``max_retries`` for worker death and
 ``retry_exceptions=False``: a simulation that raises is an error row, never a
 retry.  A batch that still fails after Ray's retries is split into single
 points; a single point that still kills its worker becomes an error row named

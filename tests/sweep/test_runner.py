@@ -40,7 +40,7 @@ def exits_frame(output: Path) -> pl.DataFrame:
 
 def test_smoke_end_to_end(cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    result = launch(cli, SMOKE, out)
+    result = launch(cli, SMOKE, out, "--batch-seconds", "0.001")  # small batches: many commits, many files
     assert result.exit_code == 0, result.output
     assert "36 ok, 0 error, 0 missing of 36" in result.stderr
 
