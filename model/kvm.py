@@ -241,7 +241,7 @@ def _adjust_poll_window(h, v: Vcpu) -> None:
     if cur and block_ns <= cur:
         return
     if block_ns > limit:
-        v.halt_poll_ns = cur * HALT_POLL_NS_SHRINK if HALT_POLL_NS_SHRINK else 0
+        v.halt_poll_ns = cur // HALT_POLL_NS_SHRINK if HALT_POLL_NS_SHRINK else 0
     elif cur < limit:
         v.halt_poll_ns = min(limit, max(HALT_POLL_NS_START, cur * HALT_POLL_NS_GROW))
 

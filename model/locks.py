@@ -238,16 +238,11 @@ def spin_budget_spent(h, v: Vcpu, frame: Frame) -> None:
     if frame.spin_kind == "qspin":
         _pv_wait(h, v, frame)
         return
-    sem = v.vm.mm.mmap_sem
-    for task, (f, wants_write) in list(sem.spinners.items()):
-        if f is frame:
-            del sem.spinners[task]
-            guest.release_spin(h, v, frame, lambda t=task, w=wants_write: _sleep(h, t, sem, w))
-            return
+    spinner_need_resched(h, v, frame)
 
 
 def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
-    """The guest wants the spinner's vCPU for another task: stop spinning, sleep."""
+    """An rwsem spinner stops (need_resched, or its spin budget is spent) and sleeps."""
     sem = v.vm.mm.mmap_sem
     for task, (f, wants_write) in list(sem.spinners.items()):
         if f is frame:

@@ -213,9 +213,6 @@ class Scenario(_Frozen):
         """Every parameter as ``dotted.key -> scalar`` (None for unset cost overrides)."""
         return _flatten(self.model_dump())
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
-        return Scenario.build(self.model_dump(), overrides)
-
 
 class ScenarioError(ValueError):
     """Every problem of one scenario, one line each: ``key: what is wrong; allowed: ...``."""
@@ -316,12 +313,3 @@ def describe_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
         else:
             lines.append(f"{loc}: {e['msg']} (got {e['input']!r})")
     return lines
-
-
-def literal_values(key: str) -> tuple[str, ...]:
-    """Allowed values of a Literal-typed key, for error messages elsewhere."""
-    model: type[BaseModel] = Scenario
-    parts = key.split(".")
-    for part in parts[:-1]:
-        model = model.model_fields[part].annotation  # type: ignore[assignment]
-    return tuple(get_args(model.model_fields[parts[-1]].annotation))

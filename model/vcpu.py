@@ -119,7 +119,6 @@ class Vcpu:
     gcurr: Task | None = None
     guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
     tick_event: Any = None
-    tick_deadline: int = -1
     timer_event: Any = None  # workload hrtimer (cyclictest)
     # time accounting
     acct: list = field(default_factory=lambda: [0, 0, 0])
