@@ -55,3 +55,27 @@ def test_two_cpu_bound_vms_share_the_host_fairly():
     assert abs(mine - theirs) / mine < 0.15
     # 4 cores x 2 busy SMT threads at smt_speed 0.62: about 5 cores' worth of work in all
     assert 4.5 < mine + theirs < 5.5
+
+
+def test_floating_wakeup_placement_prefers_prev_then_sibling_then_socket_then_any():
+    # 2 sockets x 2 cores x 2 threads: CPUs 0,1,4,5 on socket 0 (siblings 0/4, 1/5)
+    h = build(scenario(**{"topology.sockets": 2, "topology.cores_per_socket": 2, "vm.vcpus": 2,
+                          "pinning": "none", "workload.kind": "cpu-bound"}), seed=1)
+    v = h.vms[0].vcpus[0]
+    v.pcpu = h.pcpus[0]
+    busy = object()
+
+    def occupy(*cpus):
+        for p in h.pcpus:
+            p.curr = busy if p.id in cpus else None
+
+    occupy()
+    assert scheduler.select_pcpu(h, v).id == 0  # previous pCPU idle
+    occupy(0)
+    assert scheduler.select_pcpu(h, v).id == 4  # its idle SMT sibling
+    occupy(0, 4)
+    assert scheduler.select_pcpu(h, v).socket == 0  # an idle pCPU of the same socket
+    occupy(0, 1, 4, 5)
+    assert scheduler.select_pcpu(h, v).socket == 1  # any idle pCPU
+    occupy(*range(8))
+    assert scheduler.select_pcpu(h, v).id == 0  # nothing idle: the previous pCPU
