@@ -8,12 +8,16 @@ from __future__ import annotations
 from model import guest, locks
 from model.vcpu import Task
 
+# Each thread's think time is drawn once, uniform in [LOW, LOW + 1) x think_ns, so the
+# threads drift apart instead of arriving at the lock in lockstep (assumed spread).
+THINK_SPREAD_LOW = 0.5
+
 
 def build(h, vm, knobs, rng) -> None:
     lock = locks.QSpinLock()
     for v in vm.vcpus:
         for k in range(knobs.threads_per_vcpu):
-            think = knobs.think_ns * (0.5 + rng.random())  # threads drift apart
+            think = knobs.think_ns * (THINK_SPREAD_LOW + rng.random())
             task = Task(f"lock{v.index}.{k}", None, v)
             task.gen = _thread(h, vm.index, lock, knobs.cs_ns, think)
             guest.start_task(h, task)
