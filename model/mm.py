@@ -1,0 +1,166 @@
+"""Guest memory management on ebizzy's paths: anonymous faults, the page allocator, the LRU, MADV_DONTNEED.
+
+One :class:`Mm` per VM (the guest is one NUMA node: one ``pglist_data``, one
+zone, one LRU lock) holding the process's ``mmap_sem``, the zone's
+``zone->lock``, the node's LRU lock, each CPU's per-CPU page list and LRU
+pagevec, the mm's ``tlb_flush_pending`` count and each CPU's
+``call_single_queue``.  The paths, as the 5.4-5.13 kernel runs them:
+
+**Anonymous fault** (``do_user_addr_fault`` -> ``handle_mm_fault`` ->
+``do_anonymous_page``), mmap_sem held **for read**:
+``alloc_zeroed_user_highpage_movable`` -> ``rmqueue_pcplist`` takes the page
+from this CPU's pcp list; when the list is empty ``rmqueue_bulk`` refills
+``pcp->batch`` pages under ``zone->lock`` (interrupts off: the pcp path runs
+under ``local_irq_save``).  ``clear_page``, ``set_pte_at`` under the thread's
+own page-table lock (split PTE locks: uncontended, folded into the fault
+cost), then ``lru_cache_add`` puts the page in this CPU's pagevec; the
+``PAGEVEC_SIZE``-th page drains it (``__pagevec_lru_add`` ->
+``pagevec_lru_move_fn``), taking the LRU lock with ``spin_lock_irqsave``
+once for the whole pagevec.
+
+**MADV_DONTNEED** (``do_madvise``: ``madvise_need_mmap_write`` is false for
+it, so mmap_sem is taken **for read**) -> ``madvise_dontneed_single_vma`` ->
+``zap_page_range``: ``lru_add_drain``; ``tlb_gather_mmu``
+(``inc_tlb_flush_pending``); ``zap_pte_range`` under the page-table lock;
+``tlb_finish_mmu``: when another thread is zapping the same mm at the same
+time (``mm_tlb_flush_nested``: ``tlb_flush_pending`` > 1) it forces a full
+flush with ``freed_tables`` (7a30df49f63a, 5.2); ``tlb_flush_mmu`` ->
+``flush_tlb_mm_range`` (model.tlb), then ``tlb_flush_mmu_free`` ->
+``free_pages_and_swap_cache`` -> ``release_pages``: each page comes off the
+LRU under the LRU lock (irqsave), dropped and retaken every
+``SWAP_CLUSTER_MAX`` pages; ``free_unref_page_list`` puts the pages on this
+CPU's pcp list and, each time it reaches ``pcp->high``,
+``free_pcppages_bulk`` returns ``pcp->batch`` pages under ``zone->lock``
+(interrupts off); ``dec_tlb_flush_pending``.  Page tables are not freed
+(``zap_page_range`` never calls ``free_pgtables``).
+
+Nothing here takes mmap_sem for writing, so no ebizzy thread ever sleeps on
+it.  Critical sections of the irqsave locks run with interrupts masked (a
+handler-flagged frame: a TLB-flush IPI waits until the lock is dropped).
+
+Costs are derived from the hardware profile: page work in lock-held sections
+costs the cache lines it misses (``cacheline_miss_ns``) times the lines
+named below; ``clear_page`` and the copy run at ``memcpy_gbps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model import guest, locks, tlb
+from model.vcpu import WORK, Frame, Task
+
+PAGE_SIZE = 4096  # x86 base page (4 KiB pages: the arena heap is trimmed page by page)
+PAGEVEC_SIZE = 15  # include/linux/pagevec.h: lru_cache_add drains at the 15th page
+SWAP_CLUSTER_MAX = 32  # release_pages: lru_lock dropped and retaken every 32 pages (lock_batch)
+# zone_batchsize() for a zone of >= 1 GiB (5.4-5.13): min(managed / 1024, 1 MiB / PAGE_SIZE) = 256,
+# / 4 = 64, rounddown_pow_of_two(64 + 32) - 1 = 63; pageset_set_batch(): high = 6 * batch.
+PCP_BATCH = 63
+PCP_HIGH = 6 * PCP_BATCH
+
+# Cache lines missed per page by the step named (derived from the data each step touches):
+LRU_ADD_LINES = 1  # __pagevec_lru_add_fn -> add_page_to_lru_list: the old first page of the list
+LRU_DEL_LINES = 2  # release_pages -> del_page_from_lru_list: the prev and next pages' struct page
+BUDDY_LINES = 2  # __rmqueue_smallest / __free_one_page: the page and its free-list (or buddy) neighbour
+ZAP_PTE_LINES = 1  # zap_pte_range -> page_remove_rmap: the atomic on the page's _mapcount
+LOCK_LINES = 1  # taking a lock last held by another CPU: its cache line (and the list head beside it)
+
+
+class Mm:
+    """The ebizzy process's address space and the guest's page allocator / LRU state."""
+
+    __slots__ = ("call_single_queue", "lru_lock", "mmap_sem", "pagevec", "pcp", "tlb_flush_pending", "zone_lock")
+
+    def __init__(self, nr_cpus: int, rng: np.random.Generator) -> None:
+        self.mmap_sem = locks.RwSem()
+        self.zone_lock = locks.QSpinLock()  # zone->lock (spin_lock under local_irq_save)
+        self.lru_lock = locks.QSpinLock()  # pgdat->lru_lock (5.4-5.10) / the lruvec lock (5.11+), irqsave
+        # pages on each CPU's pcp list at time 0: unknown, so drawn over [0, high)
+        self.pcp = [int(x) for x in rng.integers(0, PCP_HIGH, nr_cpus)]
+        self.pagevec = [0] * nr_cpus  # pages in each CPU's lru_add pagevec
+        self.tlb_flush_pending = 0  # mm->tlb_flush_pending: mmu_gathers in progress
+        self.call_single_queue: list[list] = [[] for _ in range(nr_cpus)]  # per-CPU csd llist (kernel/smp.c)
+
+
+def irqs_off_run(h, task: Task, ns: float) -> None:
+    """A ``call`` op: ``ns`` of kernel work with interrupts disabled (an irqsave critical section)."""
+    task.vcpu.frames.append(Frame(WORK, remaining=ns, kernel=True, handler=True,
+                                  on_done=lambda: guest.advance(h, task)))
+
+
+def _locked(h, task: Task, lock: locks.QSpinLock, lines: float, counter: str):
+    """spin_lock_irqsave(lock); ``lines`` cache lines of work; spin_unlock_irqrestore(lock)."""
+    h.stats.count(task.vcpu, counter)
+    yield ("call", locks.spin_lock, lock)
+    yield ("call", irqs_off_run, (lines + LOCK_LINES) * h.prof.cacheline_miss_ns)
+    yield ("call", locks.spin_unlock, lock)
+
+
+def fault_in(h, task: Task, mm: Mm, pages: int):
+    """memcpy() into the regrown heap: each destination page faults (do_anonymous_page)."""
+    prof = h.prof
+    clear_ns = PAGE_SIZE / prof.memcpy_gbps  # clear_page: bytes / (GB/s) = ns
+    copy_ns = PAGE_SIZE / prof.memcpy_gbps  # the user copy of one page
+    left = pages
+    while left:
+        cpu = task.vcpu.index
+        if mm.pcp[cpu] == 0:  # rmqueue_pcplist: list empty -> rmqueue_bulk(zone, 0, pcp->batch)
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_LINES, "zone_lock_acquisitions")
+            mm.pcp[cpu] += PCP_BATCH
+        n = min(left, mm.pcp[cpu], PAGEVEC_SIZE - mm.pagevec[cpu])
+        mm.pcp[cpu] -= n
+        mm.pagevec[cpu] += n
+        left -= n
+        drain = mm.pagevec[cpu] == PAGEVEC_SIZE
+        if drain:
+            mm.pagevec[cpu] = 0
+        yield ("call", locks.down_read, mm.mmap_sem)  # do_user_addr_fault: mmap_sem for read
+        yield ("run", n * (prof.page_fault_ns + clear_ns), True)
+        if drain:  # lru_cache_add: the pagevec is full -> __pagevec_lru_add
+            yield from _locked(h, task, mm.lru_lock, PAGEVEC_SIZE * LRU_ADD_LINES, "lru_lock_acquisitions")
+        yield ("call", locks.up_read, mm.mmap_sem)
+        yield ("run", n * copy_ns, False)
+
+
+def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
+    """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
+    miss = h.prof.cacheline_miss_ns
+    yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
+    yield from _lru_add_drain(h, task, mm)  # zap_page_range -> lru_add_drain
+    mm.tlb_flush_pending += 1  # tlb_gather_mmu -> inc_tlb_flush_pending
+    yield ("call", locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
+    yield ("run", pages * ZAP_PTE_LINES * miss, True)
+    yield ("call", locks.spin_unlock, ptl)
+    # tlb_finish_mmu: a concurrent zapper of this mm forces fullmm + freed_tables (7a30df49f63a)
+    freed_tables = mm.tlb_flush_pending > 1
+    if freed_tables:
+        h.stats.count(task.vcpu, "tlb_flushes_nested")
+    yield ("run", h.prof.tlb_flush_ns, True)  # flush_tlb_mm_range: this CPU's own flush first
+    yield ("call", tlb.flush_tlb_others, mm, freed_tables)
+    # tlb_flush_mmu_free -> free_pages_and_swap_cache -> release_pages
+    left = pages
+    while left:
+        n = min(left, SWAP_CLUSTER_MAX)
+        left -= n
+        yield from _locked(h, task, mm.lru_lock, n * LRU_DEL_LINES, "lru_lock_acquisitions")
+    # free_unref_page_list -> free_unref_page_commit; free_pcppages_bulk whenever pcp->count >= pcp->high
+    left = pages
+    while left:
+        cpu = task.vcpu.index
+        n = min(left, PCP_HIGH - mm.pcp[cpu])
+        mm.pcp[cpu] += n
+        left -= n
+        if mm.pcp[cpu] >= PCP_HIGH:
+            mm.pcp[cpu] -= PCP_BATCH
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_LINES, "zone_lock_acquisitions")
+    mm.tlb_flush_pending -= 1  # tlb_finish_mmu -> dec_tlb_flush_pending
+    yield ("call", locks.up_read, mm.mmap_sem)
+
+
+def _lru_add_drain(h, task: Task, mm: Mm):
+    """lru_add_drain(): this CPU's partly filled pagevec goes onto the LRU."""
+    cpu = task.vcpu.index
+    n = mm.pagevec[cpu]
+    if n:
+        mm.pagevec[cpu] = 0
+        yield from _locked(h, task, mm.lru_lock, n * LRU_ADD_LINES, "lru_lock_acquisitions")
