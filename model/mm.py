@@ -35,8 +35,9 @@ CPU's pcp list and, each time it reaches ``pcp->high``,
 (``zap_page_range`` never calls ``free_pgtables``).
 
 Nothing here takes mmap_sem for writing, so no ebizzy thread ever sleeps on
-it.  Critical sections of the irqsave locks run with interrupts masked (a
-handler-flagged frame: a TLB-flush IPI waits until the lock is dropped).
+it.  The zone and LRU locks are irqsave (``QSpinLock(irqsave=True)``): their
+waiters and holders run with IF = 0, so a TLB-flush IPI to them waits until
+the lock is dropped.
 
 Costs are derived from the hardware profile: page work in lock-held sections
 costs the cache lines it misses (``cacheline_miss_ns``) times the lines
@@ -47,8 +48,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model import guest, locks, tlb
-from model.vcpu import WORK, Frame, Task
+from model import locks, tlb
+from model.vcpu import Task
 
 PAGE_SIZE = 4096  # x86 base page (4 KiB pages: the arena heap is trimmed page by page)
 PAGEVEC_SIZE = 15  # include/linux/pagevec.h: lru_cache_add drains at the 15th page
@@ -73,8 +74,8 @@ class Mm:
 
     def __init__(self, nr_cpus: int, rng: np.random.Generator) -> None:
         self.mmap_sem = locks.RwSem()
-        self.zone_lock = locks.QSpinLock()  # zone->lock (spin_lock under local_irq_save)
-        self.lru_lock = locks.QSpinLock()  # pgdat->lru_lock (5.4-5.10) / the lruvec lock (5.11+), irqsave
+        self.zone_lock = locks.QSpinLock(irqsave=True)  # zone->lock: spin_lock under local_irq_save
+        self.lru_lock = locks.QSpinLock(irqsave=True)  # pgdat->lru_lock (5.4-5.10) / lruvec lock (5.11+)
         # pages on each CPU's pcp list at time 0: unknown, so drawn over [0, high)
         self.pcp = [int(x) for x in rng.integers(0, PCP_HIGH, nr_cpus)]
         self.pagevec = [0] * nr_cpus  # pages in each CPU's lru_add pagevec
@@ -82,17 +83,11 @@ class Mm:
         self.call_single_queue: list[list] = [[] for _ in range(nr_cpus)]  # per-CPU csd llist (kernel/smp.c)
 
 
-def irqs_off_run(h, task: Task, ns: float) -> None:
-    """A ``call`` op: ``ns`` of kernel work with interrupts disabled (an irqsave critical section)."""
-    task.vcpu.frames.append(Frame(WORK, remaining=ns, kernel=True, handler=True,
-                                  on_done=lambda: guest.advance(h, task)))
-
-
 def _locked(h, task: Task, lock: locks.QSpinLock, lines: float, counter: str):
     """spin_lock_irqsave(lock); ``lines`` cache lines of work; spin_unlock_irqrestore(lock)."""
     h.stats.count(task.vcpu, counter)
-    yield ("call", locks.spin_lock, lock)
-    yield ("call", irqs_off_run, (lines + LOCK_LINES) * h.prof.cacheline_miss_ns)
+    yield ("call", locks.spin_lock, lock)  # the lock is irqsave: IF = 0 from here to the unlock
+    yield ("run", (lines + LOCK_LINES) * h.prof.cacheline_miss_ns, True)
     yield ("call", locks.spin_unlock, lock)
 
 
