@@ -76,8 +76,17 @@ def _kmalloc_size(n: int) -> int:
 class Channel:
     """One receiver's socketpair (or pipe): what is queued, who sleeps on it."""
 
-    __slots__ = ("capacity", "pipe", "per_page", "queued", "read_total", "reader", "wake_at", "writers",
-                 "written_total")
+    __slots__ = (
+        "capacity",
+        "per_page",
+        "pipe",
+        "queued",
+        "read_total",
+        "reader",
+        "wake_at",
+        "writers",
+        "written_total",
+    )
 
     def __init__(self, knobs) -> None:
         self.pipe = knobs.pipe
