@@ -76,6 +76,7 @@ class _Tally:
     total: int
     created: str | None
     counts: store.Counts
+    clock: manifest.Clock | None = None
     written_at: float = field(default_factory=time.monotonic)
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
@@ -84,7 +85,9 @@ class _Tally:
         n = len(outcomes)
         self.counts = store.Counts(c.ok + n - errors, c.error + errors, c.rows + n, c.distinct + n)
         if time.monotonic() - self.written_at >= MANIFEST_INTERVAL_S:
-            manifest.write(self.output, manifest.build(self.config, self.total, self.created, self.counts))
+            manifest.write(
+                self.output, manifest.build(self.config, self.total, self.created, self.counts, self.clock)
+            )
             self.written_at = time.monotonic()
 
 
@@ -169,13 +172,14 @@ def launch(
             store.remove_outputs(output)
         previous = manifest.read(output)
         created = previous.get("created") if previous else None
+        clock = manifest.Clock.resume(previous)  # the real elapsed time, kept in the manifest
         done = store.done_ids(output)
-        manifest.write(output, manifest.build(config, total, created, store.counts(output)))
+        manifest.write(output, manifest.build(config, total, created, store.counts(output), clock))
         write_design(config, output)
         summary = None
         missing = total - len(done)
         if missing > 0:
-            tally = _Tally(config, output, total, created, store.counts(output))
+            tally = _Tally(config, output, total, created, store.counts(output), clock)
             interval = min(COMMIT_INTERVAL_S, config.run.batch_seconds)
             committer = _Committer(output, stamp, interval, tally)
             started = runner.start_ray(options.address, options.num_cpus)
@@ -188,7 +192,8 @@ def launch(
                 committer.flush()  # what finished is kept, on a stop or an error too
                 progress.close()
                 counts = store.counts(output)
-                manifest.write(output, manifest.build(config, total, created, counts))
+                clock.stop()
+                manifest.write(output, manifest.build(config, total, created, counts, clock))
                 if started:
                     import ray
 
