@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines import write_report
-from pipelines.synthetic import GridSpec, write_grid_sweep
+from tests.pipelines.synthetic import GridSpec, write_grid_sweep
 
 FEATURES = (
     "features.ipi_fastpath",

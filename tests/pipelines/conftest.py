@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.synthetic import GridSpec, write_design_sweep, write_grid_sweep
+from tests.pipelines.synthetic import GridSpec, write_design_sweep, write_grid_sweep
 
 IPI = "features.ipi_fastpath"
 BOOST = "features.boost_ready"

@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines import ReportError, write_report
-from pipelines.synthetic import GridSpec, write_grid_sweep
 from sweep.commands_report import register
+from tests.pipelines.synthetic import GridSpec, write_grid_sweep
 
 EVIL = '<script>alert("x")</script>'
 
