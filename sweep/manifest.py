@@ -154,3 +154,65 @@ def build(
 
 def write(output: Path, manifest: dict[str, Any]) -> None:
     store.write_json_atomic(path(output), manifest)
+
+
+# -- the data dictionary ---------------------------------------------------------------------------
+
+DATASET_DOC_INTRO = """# The dataset: every column
+
+Generated from the schema (`sweep.store.runs_columns`, `exits_columns`, themselves derived from
+`model.result` and `model.scenario`) by `python -m sweep.manifest > docs/dataset.md`; a test keeps
+this file in sync. Every sweep also writes this schema into its `manifest.json` (key `schema`).
+
+`runs/` has one row per run and `exits/` one row per (run, exit reason, MSR), both hive-partitioned
+as `hardware=H/workload=W/part-*.parquet`. The partition columns are in the directory names only:
+read the directory with hive partitioning (pandas `pd.read_parquet(dir)`, Polars
+`pl.scan_parquet(glob, hive_partitioning=True)`, DuckDB `read_parquet(glob, hive_partitioning=1)`).
+A metric that does not apply to a run (a latency no event measured, a workload's figure on another
+workload) is **null**, never NaN; a failed run (`status = 'error'`) has null metrics.
+
+Roles: `id` identifies the run; `status` says whether it finished; `param` is a scenario parameter
+(`default`: the scenario's default); `metric` a measured result (`better`: which direction is
+better); `uncertainty` the within-run 95 % half-width of the metric it names, in % of it;
+`bookkeeping` describes the run rather than the system; `partition` is in the paths only; `exit`
+is a column of the exit table.
+"""
+
+
+def _cell(text: object) -> str:
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _doc_table(columns: list[dict[str, Any]], with_default: bool) -> list[str]:
+    head = ["column", "type", "role", "unit", "meaning", "kernel counter / source", "better"]
+    head += ["default"] if with_default else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in columns:
+        row = [f"`{c['name']}`", c["type"], c["role"], c.get("unit", ""), c.get("meaning", "")]
+        of = f" (of `{c['of']}`)" if c.get("of") else ""
+        row[4] = row[4] + of
+        row += [c.get("counter", ""), c.get("better", "")]
+        if with_default:
+            row.append("" if c["role"] != store.ROLE_PARAM else json.dumps(c.get("default")))
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return lines
+
+
+def dataset_doc() -> str:
+    """``docs/dataset.md``: every column of both datasets with type, role, unit, meaning, counter."""
+    schema = store.schema_json()
+    runs = schema["runs"]
+    params = [c for c in runs if c["role"] == store.ROLE_PARAM]
+    others = [c for c in runs if c["role"] != store.ROLE_PARAM]
+    out = [DATASET_DOC_INTRO]
+    out += [f"## runs/: results and bookkeeping ({len(others)} columns)", ""]
+    out += _doc_table(others, with_default=False)
+    out += ["", f"## runs/: scenario parameters ({len(params)} columns)", ""]
+    out += _doc_table(params, with_default=True)
+    out += ["", f"## exits/ ({len(schema['exits'])} columns)", ""]
+    out += _doc_table(schema["exits"], with_default=False)
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(dataset_doc(), end="")

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -163,26 +163,78 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-def _param_docs() -> dict[str, tuple[str, Any]]:
-    """``dotted key -> (meaning, default)`` of every scenario parameter, from the scenario's models:
-    a field's comment in the source, else its model's docstring."""
-    out: dict[str, tuple[str, Any]] = {}
+# What a parameter means, for the fields whose source line carries no comment, and for the features,
+# whose comment names the kernel commit (kept as the column's source).  Docs only: the scenario's
+# models stay the definition of the parameters and their types.
+PARAM_MEANINGS: dict[str, str] = {
+    "hardware": "hardware profile (model.hardware.PROFILES): costs and capabilities of the host CPU",
+    "pinning": "vCPU threads pinned one per pCPU (dedicated) or floating (none)",
+    "overcommit": "vCPUs of all VMs / pCPUs; co-runner VMs fill the host up to it",
+    "topology.sockets": "host sockets",
+    "topology.cores_per_socket": "host cores per socket",
+    "topology.threads_per_core": "SMT threads per core",
+    "vm.vcpus": "vCPUs of the measured VM",
+    "vm.apic": "guest APIC mode: xAPIC (MMIO), x2APIC physical or x2APIC cluster destination mode",
+    "vm.idle": "guest idle: hlt (exits to KVM) or poll (idle=poll, never halts)",
+    "workload.kind": "the measured VM's workload",
+    "workload.hackbench.groups": "hackbench groups",
+    "workload.hackbench.senders": "hackbench senders per group",
+    "workload.hackbench.receivers": "hackbench receivers per group",
+    "workload.hackbench.message_bytes": "hackbench message size",
+    "workload.cyclictest.interval_us": "cyclictest timer interval",
+    "workload.ebizzy.threads_per_vcpu": "ebizzy threads per vCPU",
+    "workload.ebizzy.chunk_kib": "ebizzy chunk size",
+    "workload.lockbench.threads_per_vcpu": "lockbench threads per vCPU",
+    "workload.vmexit.test": "kvm-unit-tests vmexit test",
+    "corunner.workload": "what the co-runner VMs run (same: the measured VM's workload)",
+    "sim.duration_ms": "simulated time of a run, warm-up included",
+    "sim.warmup_ms": "warm-up not measured",
+    "features.ipi_fastpath": "KVM x2APIC ICR-write fastpath (handle_fastpath_set_x2apic_icr_irqoff)",
+    "features.timer_fastpath": "KVM TSC-deadline timer fastpath (handle_fastpath_set_tscdeadline)",
+    "features.boost_ready": "kvm_vcpu_on_spin boosts preempted runnable vCPUs (vcpu->ready)",
+    "features.boost_user_irq": "boost vCPUs with a pending interrupt even at CPL 3",
+    "features.boost_queue_head": "KICK_CPU yields to the kicked qspinlock queue head",
+    "features.pv_sched_yield": "guest PV sched yield: yield to a preempted IPI target (KVM_HC_SCHED_YIELD)",
+    "features.pv_sched_yield_skip_idle": "PV sched yield skips idle targets",
+    "features.pv_tlb_flush": "guest PV TLB flush: defer flushes of preempted vCPUs (KVM_VCPU_FLUSH_TLB)",
+    "features.pv_send_ipi": "guest PV send-IPI hypercall (KVM_HC_SEND_IPI), one exit per multicast",
+    "features.pv_spinlock": "guest paravirt qspinlock: pv_wait halts, pv_kick wakes (KVM_HC_KICK_CPU)",
+    "features.pv_wait_early": "pv_wait_early: a waiter halts early when the previous node is preempted",
+    "features.ple": "Pause-loop exiting (Intel PLE / AMD pause filter)",
+}
+
+
+def _param_docs() -> dict[str, tuple[str, Any, str]]:
+    """``dotted key -> (meaning, default, source)`` of every scenario parameter, from the scenario's
+    models: :data:`PARAM_MEANINGS`, else the field's comment in the source (a feature's comment, its
+    commit, becomes the source), with the allowed values of a choice."""
+    out: dict[str, tuple[str, Any, str]] = {}
     cost_comments = field_comments(Profile)
 
     def walk(model: type[BaseModel], prefix: str, instance: BaseModel) -> None:
         comments = cost_comments if prefix == "costs." else field_comments(model)
-        doc = (model.__doc__ or "").strip().split("\n")[0]
         for name, info in model.model_fields.items():
             value = getattr(instance, name)
+            key = prefix + name
             if isinstance(value, BaseModel):
-                walk(type(value), f"{prefix}{name}.", value)
+                walk(type(value), f"{key}.", value)
                 continue
-            meaning = comments.get(name) or info.description or ""
+            comment = comments.get(name) or info.description or ""
+            source = ""
             if prefix == "costs.":
-                meaning = f"override of the hardware profile's {name} (null: the profile's){': ' + meaning if meaning else ''}"
-            elif not meaning and doc:
-                meaning = f"{prefix.rstrip('.') or 'scenario'}: {doc}" if prefix else doc
-            out[prefix + name] = (meaning, value)
+                meaning = f"override of the hardware profile's {name} (null: the profile's)"
+                meaning += f": {comment}" if comment else ""
+            elif key in PARAM_MEANINGS:
+                meaning = PARAM_MEANINGS[key]
+                source = comment
+                if comment and not prefix.startswith("features."):
+                    meaning, source = f"{meaning} ({comment})", ""
+            else:
+                meaning = comment
+            choices = [a for a in get_args(info.annotation) if isinstance(a, str)]
+            if choices and len(choices) == len(get_args(info.annotation)):
+                meaning += f"; one of {', '.join(choices)}"
+            out[key] = (meaning, value, source)
 
     walk(Scenario, "", Scenario())
     return out
@@ -213,7 +265,7 @@ def runs_columns() -> tuple[Column, ...]:
     partition_keys = {key: name for name, key in PARTITIONS}
     params = []
     for key, kind in flat_schema().items():
-        meaning, default = docs.get(key, ("", None))
+        meaning, default, source = docs.get(key, ("", None, ""))
         is_partition = partition_keys.get(key) == key
         column = Column(
             key,
@@ -221,6 +273,7 @@ def runs_columns() -> tuple[Column, ...]:
             ROLE_PARAM,
             meaning,
             _unit_of_param(key),
+            source,
             partition=is_partition,
             default=default,
         )

@@ -227,3 +227,34 @@ def test_lock_refuses_a_second_writer(tmp_path: Path) -> None:
         store.locked(tmp_path),
     ):
         pass
+
+
+def test_data_dictionary_is_in_sync() -> None:
+    """docs/dataset.md is generated from the schema: regenerate it with
+    ``python -m sweep.manifest > docs/dataset.md`` after adding a metric or parameter."""
+    from sweep import manifest
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "dataset.md").read_text()
+    assert doc == manifest.dataset_doc(), (
+        "docs/dataset.md is stale: python -m sweep.manifest > docs/dataset.md"
+    )
+    for column in store.runs_columns():
+        assert f"| `{column.name}` |" in doc
+        if column.role == store.ROLE_METRIC:
+            assert column.unit and column.meaning, column.name
+
+
+def test_manifest_records_schema_and_real_elapsed_time(tmp_path: Path) -> None:
+    from sweep import manifest
+
+    cfg = config_mod.from_dict(tiny_config())
+    clock = manifest.Clock.resume(None)
+    first = manifest.build(cfg, 12, None, None, clock)
+    assert first["schema"] == store.schema_json() and first["created"] == clock.started
+    clock.stop()
+    done = manifest.build(cfg, 12, first["created"], store.Counts(12, 0, 12, 12), clock)
+    assert done["launches"][0]["finished"] and done["launches"][0]["runs_written"] == 12
+    resumed = manifest.Clock.resume(done)
+    again = manifest.build(cfg, 12, done["created"], store.Counts(12, 0, 12, 12), resumed)
+    assert len(again["launches"]) == 2 and again["launches"][1]["runs_written"] == 0
+    assert again["elapsed_s"] >= done["elapsed_s"] == done["launches"][0]["elapsed_s"]
