@@ -47,15 +47,16 @@ DPI = 100
 PAGE_IN = 11.5  # the report's content width in inches at DPI (max-width 1200 px)
 FONT, SMALL, TITLE = 11, 10, 12
 BETTER, WORSE, NEUTRAL, NOT_SHOWN = "#1a9850", "#d73027", "#4575b4", "#b0b0b0"
+# Line colours: no green or red, which mean better and worse.
 PALETTE = (
     "tab:blue",
     "tab:orange",
-    "tab:green",
-    "tab:red",
     "tab:purple",
     "tab:brown",
     "tab:pink",
     "tab:olive",
+    "tab:cyan",
+    "tab:gray",
 )
 
 
@@ -88,14 +89,14 @@ def _grid(panels: int, height: float = 3.6) -> tuple[Figure, list[Axes]]:
     cols = min(panels, WRAP)
     rows = math.ceil(panels / cols)
     fig_w = PAGE_IN if cols > 1 else 7.5
-    fig_h = 1.0 + rows * height + 0.9
+    fig_h = 0.75 + rows * height + 1.15
     fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     fig.subplots_adjust(
         left=0.9 / fig_w,
         right=1 - 0.25 / fig_w,
         top=1 - 0.75 / fig_h,
-        bottom=1.45 / fig_h,
+        bottom=1.15 / fig_h,
         wspace=0.28,
         hspace=0.55,
     )
@@ -184,8 +185,8 @@ def draw_effect_vs_overcommit(
         for xi, ri, l, h, shown, n in zip(x, r, lo, hi, part["shown"], part["pairs"], strict=True):
             face = effect_colour(ri, shown, better)
             ax.errorbar(
-                [xi], [ri], yerr=[[ri - l], [h - ri]], fmt="o", ms=7, capsize=4, color=colour,
-                mfc=face if shown else "white", mec=colour,
+                [xi], [ri], yerr=[[ri - l], [h - ri]], fmt="o", ms=9 if shown else 7, capsize=4, color=colour,
+                mfc=face if shown else "white", mec=colour, mew=1.5,
             )  # fmt: skip
             ax.annotate(
                 f"n={n}", (xi, h), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=SMALL - 1
@@ -199,7 +200,7 @@ def draw_effect_vs_overcommit(
     _legend_below(fig, [ax])
     fig.suptitle(
         f"{metric}: paired effect of each feature per overcommit level, 95 % bootstrap CI\n"
-        "filled green/red: interval excludes 1 (better/worse); hollow: not shown",
+        "marker filled green (better) or red (worse) where the interval excludes 1; hollow: not shown",
         fontsize=TITLE,
     )
     return _save(fig, path)
@@ -240,9 +241,9 @@ def draw_tornado(effects: pl.DataFrame, better: Mapping[str, str], path: Path) -
     ax.axvline(0.0, color="black", lw=0.9)
     ax.set_yticks(y, labels, fontsize=SMALL)
     ax.set_xlabel("median paired change, feature on vs off (%), 95 % bootstrap interval", fontsize=FONT)
-    ax.set_title(
+    fig.suptitle(
         "Feature effects over all pairs (↑ higher is better, ↓ lower is better)\n"
-        "green: better, red: worse, blue: no direction; grey: not shown (interval crosses 0 % or n < 5)",
+        "green: better, red: worse, blue: no direction; grey: not shown",
         fontsize=TITLE,
     )
     ax.tick_params(axis="x", labelsize=SMALL)

@@ -81,7 +81,7 @@ SIGNIFICANT = 4  # significant digits of every float the documents print
 PLAIN_RANGE = (1e-3, 1e12)  # outside it, floats print in scientific form
 
 
-def format_number(value: float) -> str:
+def format_number(value: float, significant: int = SIGNIFICANT) -> str:
     """A float as the documents print it, the same way everywhere: 4 significant digits, thousands
     grouped, no exponent between 0.001 and 10^12 (``15,610``, ``4,802``, ``4.600``, ``0.9350``)."""
     if math.isnan(value):
@@ -90,11 +90,11 @@ def format_number(value: float) -> str:
         return "inf" if value > 0 else "-inf"
     if value == 0:
         return "0"
-    rounded = float(f"{value:.{SIGNIFICANT - 1}e}")  # rounding first: 9.99996 has 2 integer digits
+    rounded = float(f"{value:.{significant - 1}e}")  # rounding first: 9.99996 has 2 integer digits
     size = abs(rounded)
     if not PLAIN_RANGE[0] <= size < PLAIN_RANGE[1]:
-        return f"{value:.{SIGNIFICANT - 1}e}"
-    decimals = max(SIGNIFICANT - 1 - math.floor(math.log10(size)), 0)
+        return f"{value:.{significant - 1}e}"
+    decimals = max(significant - 1 - math.floor(math.log10(size)), 0)
     return f"{rounded:,.{decimals}f}"
 
 

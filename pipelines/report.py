@@ -196,7 +196,7 @@ def _build(ds: Dataset, p: Plan, plot_dir: Path | None) -> Document:
     missing_lf = overview.missing_points(ds.runs, p.counts.planned, replicates)
     lazies = [
         ds.runs.filter(exprs.is_ok()).select(cols),
-        overview.parameter_ranges(ds.runs, [c for c in p.varying if c in ds.params or c == "workload"]),
+        overview.parameter_ranges(ds.runs, [c for c in p.varying if c in ds.params]),
         overview.failed_runs(ds.runs, [c for c in p.varying if c not in ("hardware", "workload")]),
         overview.error_summary(ds.runs),
     ]
@@ -276,8 +276,8 @@ def _overview_section(
     section = Section("Overview")
     section.text += sections.overview_text(p.counts, p.metrics)
     section.warnings += [*p.warnings, *sections.overview_warnings(p.counts)]
-    section.tables.append(
-        Table("overview", "Runs and time", overview.counts_table(p.counts, ds.name, ds.design))
+    section.tables.append(  # the header shows these: written under tables/ only
+        Table("overview", "Runs and time", overview.counts_table(p.counts, ds.name, ds.design), show=False)
     )
     section.tables.append(Table("parameters", "Parameters that vary", ranges))
     if failed.height:

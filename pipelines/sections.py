@@ -12,14 +12,24 @@ import polars as pl
 
 from pipelines.effects import ALL, MIN_PAIRS
 from pipelines.overview import Counts
-from pipelines.render import Section, Table, format_cell
+from pipelines.render import Section, Table, format_cell, format_number
 
 PIVOT_LEVELS = 12  # a breakdown with more levels than this is printed long, not as columns
 
 
-def num(column: str) -> pl.Expr:
-    """A number as the documents print it (4 significant digits); for small display tables only."""
-    return pl.col(column).map_elements(format_cell, return_dtype=pl.String)
+HALF_WIDTH_DIGITS = 2  # significant digits of an interval's half-width
+
+
+def num(column: str, significant: int | None = None) -> pl.Expr:
+    """A number as the documents print it (4 significant digits, or ``significant``); for small
+    display tables only.  Null prints as empty."""
+    if significant is None:
+        return pl.col(column).map_elements(format_cell, return_dtype=pl.String).fill_null("")
+    return (
+        pl.col(column)
+        .map_elements(lambda v: format_number(v, significant), return_dtype=pl.String)
+        .fill_null("")
+    )
 
 
 def effect_cell() -> pl.Expr:
@@ -131,8 +141,8 @@ def effects_section(
 
 
 def plus_minus(mean: str, half: str) -> pl.Expr:
-    """``mean ± half-width`` as text."""
-    return pl.format("{} ± {}", num(mean), num(half))
+    """``mean ± half-width`` as text, the half-width to 2 significant digits."""
+    return pl.format("{} ± {}", num(mean), num(half, HALF_WIDTH_DIGITS))
 
 
 def interactions_display(inter: pl.DataFrame) -> pl.DataFrame:
@@ -154,7 +164,10 @@ def interactions_display(inter: pl.DataFrame) -> pl.DataFrame:
 def main_effects_display(mains: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:
     """Main effects for reading: per metric ``mean ± 95 % half-width (n)``."""
     cells = [
-        pl.format("{} ± {} (n={})", num(m), num(f"{m}|ci"), pl.col(f"{m}|count")).alias(m)
+        pl.when(pl.col(f"{m}|count") > 0)
+        .then(pl.format("{} ± {} (n={})", num(m), num(f"{m}|ci", HALF_WIDTH_DIGITS), pl.col(f"{m}|count")))
+        .otherwise(pl.lit(""))
+        .alias(m)
         for m in metrics
         if m in mains.columns
     ]
