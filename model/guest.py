@@ -11,9 +11,10 @@ resumes the task later through ``advance``:
 - ``("call", fn, *args)``: ``fn(h, task, *args)`` takes over; it calls
   ``advance(h, task, value)`` when the task may go on.
 
-Interrupts are taken when the top frame is not itself a handler; a handler is
-pushed as a WORK frame on top of whatever runs and its completion callback
-runs when it ends.
+Interrupts are taken when the top frame is not itself a handler and the guest
+has not disabled them (``Vcpu.irqs_off``, set by ``spin_lock_irqsave``); a
+handler is pushed as a WORK frame on top of whatever runs and its completion
+callback runs when it ends.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def resume(h, v: Vcpu) -> None:
     """Execute the top frame (the vCPU is in GUEST and executes nothing)."""
     now = h.engine.now
     frames = v.frames
-    if v.irr and not frames[-1].handler:
+    if v.irr and not frames[-1].handler and not v.irqs_off:
         _push_handler(h, v, v.irr.popleft())
     f = frames[-1]
     if f.kind == WORK:
@@ -102,8 +103,8 @@ def _work_done(h, v: Vcpu, f: Frame) -> None:
 
 
 def take_pending(h, v: Vcpu) -> None:
-    """An interrupt arrived while in GUEST: take it now unless a handler runs."""
-    if v.frames[-1].handler:
+    """An interrupt arrived while in GUEST: take it now unless a handler runs or IF = 0."""
+    if v.frames[-1].handler or v.irqs_off:
         return
     pause(h, v)
     resume(h, v)

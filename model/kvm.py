@@ -175,8 +175,12 @@ def hlt(h, v: Vcpu) -> None:
 
 
 def runnable_in_halt(v: Vcpu) -> bool:
-    """kvm_arch_vcpu_runnable(): an interrupt or a PV unhalt is pending."""
-    return bool(v.irr) or v.pv_unhalted
+    """kvm_arch_vcpu_runnable(): a PV unhalt, or an interrupt the guest accepts, is pending.
+
+    kvm_vcpu_has_events() counts a pending interrupt only if
+    kvm_arch_interrupt_allowed() (RFLAGS.IF): a vCPU halted with IF = 0
+    (kvm_wait() under spin_lock_irqsave) stays halted until KICK_CPU."""
+    return (bool(v.irr) and not v.irqs_off) or v.pv_unhalted
 
 
 def halt(h, v: Vcpu) -> None:
@@ -251,6 +255,8 @@ def put_irq(h, v: Vcpu, irq) -> None:
     v.irr.append(irq)
     if v.state == GUEST:
         guest.take_pending(h, v)
-    elif v.state in (HALTED, POLL):
+    elif v.state in (HALTED, POLL) and runnable_in_halt(v):
+        # with IF = 0 kvm_vcpu_check_block() sends the woken thread back to
+        # sleep (poll: keeps polling); the spurious wake-up is not modelled
         kick(h, v)
     # EXIT / RUNNABLE: injected on the next entry

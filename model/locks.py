@@ -35,17 +35,28 @@ SPIN_THRESHOLD = 1 << 15  # qspinlock_paravirt.h: loops before pv_wait
 
 
 class QSpinLock:
-    __slots__ = ("holder", "queue", "waiting")
+    """One queued spinlock.  ``irqsave``: always taken with spin_lock_irqsave (zone->lock, lru_lock)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("holder", "irqsave", "queue", "saved_flags", "waiting")
+
+    def __init__(self, irqsave: bool = False) -> None:
+        self.irqsave = irqsave
         self.holder: Task | None = None
         self.queue: deque[Task] = deque()
         self.waiting: dict[Task, tuple[Frame, int]] = {}  # waiter -> (spin frame, since)
+        self.saved_flags: dict[Task, bool] = {}  # irqsave: the IF state to restore on unlock
 
 
-def spin_lock(h, task: Task, lock: QSpinLock) -> None:
-    """A ``call`` op: take the lock, or queue and spin (the task goes on once it holds it)."""
+def spin_lock(h, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> None:
+    """A ``call`` op: take the lock, or queue and spin (the task goes on once it holds it).
+
+    ``irqsave`` (default: the lock's): spin_lock_irqsave() -- local_irq_save()
+    before the lock, so the waiter spins and pv_wait-halts with IF = 0 and
+    takes no interrupt until spin_unlock_irqrestore() (``spin_unlock``)."""
     v = task.vcpu
+    if lock.irqsave if irqsave is None else irqsave:
+        lock.saved_flags[task] = v.irqs_off
+        v.irqs_off = True
     if lock.holder is None and not lock.queue:
         lock.holder = task
         h.stats.sample(v, "lock_waits", 0)
@@ -64,6 +75,8 @@ def spin_lock(h, task: Task, lock: QSpinLock) -> None:
 def spin_unlock(h, task: Task, lock: QSpinLock) -> None:
     """A ``call`` op: pass the lock to the queue head (kicking it if it halted)."""
     v = task.vcpu
+    if task in lock.saved_flags:  # spin_unlock_irqrestore(): pending interrupts are taken on resume
+        v.irqs_off = lock.saved_flags.pop(task)
     lock.holder = None
     if not lock.queue:
         guest.advance(h, task)

@@ -105,7 +105,7 @@ def _tick(h, v: Vcpu) -> None:
     v.tick_event = None
     if v.gcurr is None:
         return  # NOHZ idle: the tick is stopped
-    if v.state == GUEST and not v.frames[-1].handler:
+    if v.state == GUEST and not v.frames[-1].handler and not v.irqs_off:
         # expiry exit + tick handler + re-arming write, back to back
         handler_ns = h.prof.guest_irq_ns + TICK_WORK_NS
         kvm.exit_chain(

@@ -106,6 +106,7 @@ class Vcpu:
     tlb_flush_pending: bool = False  # PV TLB flush: flush on next entry
     # interrupts
     irr: deque = field(default_factory=deque)  # pending Irqs
+    irqs_off: bool = False  # guest RFLAGS.IF = 0 (local_irq_save: spin_lock_irqsave until irqrestore)
     # guest execution
     frames: list = field(default_factory=list)
     seg_start: int = -1  # when the top frame started executing; -1 when not executing

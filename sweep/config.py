@@ -36,6 +36,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from model.result import METRIC_NAMES
 from model.scenario import Scenario, ScenarioError, flat_schema
+from sweep import yamlsafe
+from sweep.errors import UserError
+from sweep.validation.spec import Compare
 
 Design = Literal["grid", "factorial", "random", "lhs", "sobol", "morris"]
 DESIGNS: tuple[str, ...] = get_args(Design)
@@ -48,17 +51,16 @@ MAX_POINTS = 5_000_000  # a guard against a typo that asks for a year of simulat
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 CLOSE_MATCH_CUTOFF = 0.5
 # Keys whose change does not change any point or result (so a resume is allowed).
-UNHASHED_KEYS = ("description", "report", "run")
+UNHASHED_KEYS = ("description", "report", "run", "compare")
 REPLICATES_ALIAS = "space.replicates"  # the issue's spelling of the top-level ``replicates``
 
 
-class ConfigError(ValueError):
-    """Every problem of a sweep config, one ``key: what is wrong`` line each."""
+class ConfigError(UserError):
+    """Every problem of a sweep config, one ``key: what is wrong; allowed: ...`` line each."""
 
     def __init__(self, problems: list[str], source: str = "sweep config"):
-        self.problems = problems
         self.source = source
-        super().__init__(f"invalid {source}:\n  " + "\n  ".join(problems))
+        super().__init__(problems)
 
     def paragraph(self) -> str:
         """The one-paragraph form printed by the commands (no blank lines, no traceback)."""
@@ -141,6 +143,9 @@ class SweepConfig(_Frozen):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     report: Report = Report()
     run: Run = Run()
+    # Validation cases only (conf/validation/<case>.yaml): how the runs stand for the published
+    # experiment; read by ``sweep validate`` (docs/validate.md), ignored by ``sweep launch``.
+    compare: Compare | None = None
 
     # -- derived -------------------------------------------------------------
 
@@ -179,11 +184,9 @@ def load(path: Path | str, overrides: list[str] | None = None) -> SweepConfig:
     path = Path(path)
     source = f"sweep config {path}"
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read ({err.strerror or err})"], source) from None
-    except yaml.YAMLError as err:
-        raise ConfigError([f"{path}: not valid YAML ({_one_line(err)})"], source) from None
+        raw = yamlsafe.load_file(path)
+    except yamlsafe.YamlError as err:
+        raise ConfigError([str(err)], source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

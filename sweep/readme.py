@@ -24,7 +24,9 @@ from typing import Any
 
 import polars as pl
 
-from sweep import validate as val
+from sweep.errors import UserError, os_problem
+from sweep.validation import compare as compare_mod
+from sweep.validation import table as table_mod
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
@@ -33,8 +35,20 @@ TOP_EFFECTS = 10
 HEADING = "## What the model says"
 
 
-class ReadmeError(ValueError):
-    """A README whose markers are broken (one line)."""
+class ReadmeError(UserError):
+    """A README whose markers are broken, or that cannot be read (one line)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem, "sweep readme")
+
+
+def read_text(path: Path) -> str:
+    """The README's text ('' when it does not exist yet)."""
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as err:
+        reason = os_problem(path, err) if isinstance(err, OSError) else f"{path}: not UTF-8 text"
+        raise ReadmeError(f"cannot read {reason}") from None
 
 
 def splice(text: str, section: str) -> str:
@@ -83,7 +97,7 @@ def _short_feature(name: str) -> str:
 
 def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
     lines = ["### Against published results", ""]
-    path = Path(validation_dir) / f"{val.TABLE_STEM}.parquet"
+    path = Path(validation_dir) / f"{table_mod.TABLE_STEM}.parquet"
     if not path.exists():
         note = f"no validation table at {path}: run `sweep validate`"
         return [*lines, f"*Not available: {note}.*", ""], [note]
@@ -92,47 +106,20 @@ def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
         (
             "`sweep validate` runs each case of `conf/validation/published.yaml` with its published setup "
             "(`conf/validation/<case>.yaml`) and compares the ratio of each condition to the case's "
-            "baseline. Simulated: ratio of the means over n replicates, 95 % bootstrap interval. A case "
-            "passes when the simulated improvement has the published sign and lies within a factor of 2 "
-            "of the published one, or within the case's tighter tolerance on the ratio "
-            "([docs/validate.md](docs/validate.md))."
+            "baseline by the case's `compare:` rules ([docs/validate.md](docs/validate.md)). "
+            + table_mod.INTRO
         ),
         "",
-        f"**{val.summary_line(table)}.**",
+        f"**{table_mod.summary_line(table)}.**",
         "",
     ]
     rows = []
-    for r in val.display_rows(table):
-        verdict = r["verdict"]
-        if verdict.startswith(val.PASS):
-            verdict = verdict.replace(val.PASS, "pass", 1)
-        elif verdict.startswith(val.FAIL):
-            verdict = "**" + verdict.replace(" (", "** (", 1) if " (" in verdict else f"**{verdict}**"
-        rows.append(
-            [
-                r["case"],
-                r["series"],
-                r["condition"],
-                r["metric"],
-                r["published"],
-                r["simulated ratio [95 % CI]"],
-                r["n"],
-                r["tolerance"],
-                verdict + (f" ({r['note']})" if r["note"] else ""),
-            ]
-        )
-    header = [
-        "case",
-        "series",
-        "condition",
-        "metric",
-        "published",
-        "simulated ratio [95 % CI]",
-        "n",
-        "tolerance",
-        "verdict",
-    ]
-    lines += md_table(header, rows)
+    for r in table_mod.compared_rows(table):
+        cells = table_mod.cells(r)
+        if r["verdict"] == compare_mod.FAIL:
+            cells["verdict"] = f"**{cells['verdict']}**"
+        rows.append(list(cells.values()))
+    lines += md_table(table_mod.HEADER, rows)
     return [*lines, ""], []
 
 
@@ -226,7 +213,7 @@ def flagship_part(output: Path) -> tuple[list[str], list[str]]:
 
 
 def configurations_table(output: Path, spec: Configurations) -> list[str]:
-    runs = val.read_runs(output, [*spec.keys, *spec.where, spec.across, *spec.metrics])
+    runs = compare_mod.read_runs(output, [*spec.keys, *spec.where, spec.across, *spec.metrics])
     needed = [*spec.keys, *spec.where, spec.across]
     if runs.is_empty() or any(c not in runs.columns for c in needed):
         return []

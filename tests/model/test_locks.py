@@ -56,3 +56,42 @@ def test_kick_sets_pv_unhalted_and_wakes_the_head():
     h.pcpus[head.pinned].curr = None
     spin.kick_cpu_hypercall(h, me, head, None)
     assert head.pv_unhalted and head.ready
+
+
+def _irqsave_script(irqsave: bool, hold_ns: int):
+    """vCPU 0 holds the lock ``hold_ns``; vCPU 1 waits for it; vCPU 2 IPIs vCPU 1 meanwhile."""
+    from model import locks
+    from tests.model.scripted import mark, send_ipi
+
+    lock = locks.QSpinLock()
+    log: dict = {}
+    scripts = {
+        0: [("call", locks.spin_lock, lock), ("run", hold_ns, True), ("call", locks.spin_unlock, lock)],
+        1: [("run", 20_000, False), ("call", locks.spin_lock, lock, irqsave), mark(log, "acquired"),
+            ("run", 1_000, True), ("call", locks.spin_unlock, lock), mark(log, "restored")],
+        2: [("run", hold_ns - 100_000, False), send_ipi(log, "ipi", 1)],
+    }
+    return scripts, log
+
+
+@pytest.mark.parametrize("hold_ns", [300_000, 3_000_000])  # spinning; halted in pv_wait (past SPIN_THRESHOLD)
+def test_an_irqsave_waiter_takes_no_ipi_until_it_holds_the_lock(hold_ns):
+    from model.vcpu import HALTED
+    from tests.model.scripted import scripted_host
+
+    scripts, log = _irqsave_script(True, hold_ns)
+    h = scripted_host(scripts, **{"vm.vcpus": 8})
+    h.engine.run(hold_ns - 50_000)
+    waiter = h.vms[0].vcpus[1]
+    assert "ipi" not in log and waiter.irr  # delivered, pending in the IRR
+    assert waiter.irqs_off
+    if hold_ns > 2_500_000:
+        assert waiter.state == HALTED  # kvm_wait halted with IF = 0: the IPI did not wake it
+    h.engine.run(hold_ns + 1_000_000)
+    assert log["acquired"] < log["restored"] <= log["ipi"]  # handled after spin_unlock_irqrestore
+    assert not waiter.irqs_off
+
+    scripts, log = _irqsave_script(False, hold_ns)
+    h = scripted_host(scripts, **{"vm.vcpus": 8})
+    h.engine.run(hold_ns + 1_000_000)
+    assert log["ipi_sent"] < log["ipi"] < log["acquired"]  # IF = 1: handled while waiting
