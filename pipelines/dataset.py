@@ -28,7 +28,8 @@ ROLE_METRIC = "metric"
 ROLE_UNCERTAINTY = "uncertainty"
 ROLE_BOOKKEEPING = "bookkeeping"
 ROLE_PARTITION = "partition"
-# Columns the report itself needs, with their type: it refuses a dataset without them.
+# Columns the report's own steps read, with the type they need (not the schema, which the
+# manifest carries): it refuses a dataset without them.
 REQUIRED: dict[str, pl.DataType] = {
     "point_id": pl.String(),
     "design_index": pl.Int64(),
@@ -41,7 +42,15 @@ REQUIRED: dict[str, pl.DataType] = {
 }
 # Hive partitions: directory names ``hardware=rome/workload=hackbench``.
 PARTITIONS: dict[str, pl.DataType] = {"hardware": pl.String(), "workload": pl.String()}
-EXIT_COLUMNS = ("reason", "detail", "samples", "total_ns", "min_ns", "max_ns")
+# What the exit tables read (pipelines.exits).
+EXITS_USED: dict[str, pl.DataType] = {
+    "reason": pl.String(),
+    "detail": pl.String(),
+    "samples": pl.Int64(),
+    "total_ns": pl.Int64(),
+    "min_ns": pl.Int64(),
+    "max_ns": pl.Int64(),
+}
 ARROW_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
     "large_string": pl.String(),
@@ -343,12 +352,11 @@ def _open_exits(exits_dir: Path, warnings: list[str]) -> pl.LazyFrame | None:
         return None
     exits = scan_partitioned(exits_dir)
     schema = _collect_schema(exits, exits_dir)
-    missing = [c for c in EXIT_COLUMNS if c not in schema]
+    missing = [c for c in EXITS_USED if c not in schema]
     if missing:
         warnings.append(f"{exits_dir} lacks columns {', '.join(missing)}: no exit tables")
         return None
-    types = {"samples": pl.Int64(), "total_ns": pl.Int64(), "min_ns": pl.Int64(), "max_ns": pl.Int64()}
-    return _cast_known(exits, schema, {**types, "reason": pl.String(), "detail": pl.String(), **PARTITIONS})
+    return _cast_known(exits, schema, {**EXITS_USED, **PARTITIONS})
 
 
 def check_allowed(kind: str, requested: Iterable[str], allowed: Sequence[str]) -> list[str]:

@@ -89,13 +89,13 @@ def _grid(panels: int, height: float = 3.6) -> tuple[Figure, list[Axes]]:
     cols = min(panels, WRAP)
     rows = math.ceil(panels / cols)
     fig_w = PAGE_IN if cols > 1 else 7.5
-    fig_h = 0.75 + rows * height + 1.15
+    fig_h = 1.05 + rows * height + 1.15
     fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     fig.subplots_adjust(
         left=0.9 / fig_w,
         right=1 - 0.25 / fig_w,
-        top=1 - 0.75 / fig_h,
+        top=1 - 1.05 / fig_h,
         bottom=1.15 / fig_h,
         wspace=0.28,
         hspace=0.55,
@@ -129,78 +129,106 @@ def metric_data(cell_frame: pl.LazyFrame, metrics: Sequence[str]) -> pl.LazyFram
     return me.rollup(cell_frame, ("hardware", "overcommit"), metrics)
 
 
-def draw_metric_vs_overcommit(data: pl.DataFrame, metric: str, better: str, path: Path) -> Path | None:
-    """Mean of ``metric`` against overcommit, one panel per hardware, 95 % interval bars and n.
+def _n_label(counts: Sequence[int]) -> str:
+    """``n=96`` or ``n=90-96``: the runs or pairs behind each point of a line."""
+    counts = [int(c) for c in counts if c is not None]
+    if not counts:
+        return "n=0"
+    lo, hi = min(counts), max(counts)
+    return f"n={lo:,}" if lo == hi else f"n={lo:,}-{hi:,}"
+
+
+def draw_metrics_vs_overcommit(
+    data: pl.DataFrame, metrics: Sequence[str], better: Mapping[str, str], path: Path
+) -> Path | None:
+    """Mean of each metric against overcommit: one panel per metric, one line per hardware, 95 %
+    interval bars, n (runs per point) in the legend.
 
     A marginal over every other parameter (features included), said in the title: this plot does not
     compare feature settings (the effect plots do, from matched pairs)."""
-    data = data.filter(pl.col(metric).is_not_null())
-    if data.is_empty() or data["overcommit"].n_unique() < 2:
+    metrics = [m for m in metrics if m in data.columns and data[m].drop_nulls().len()]
+    if data.is_empty() or data["overcommit"].n_unique() < 2 or not metrics:
         return None
     hardware = sorted(data["hardware"].unique().to_list())[:MAX_COLS]
-    fig, axes = _grid(len(hardware))
-    for ax, hw in zip(axes, hardware, strict=True):
-        panel = data.filter(pl.col("hardware") == hw).sort("overcommit")
-        x, y = panel["overcommit"].to_numpy(), panel[metric].to_numpy()
-        err = panel[f"{metric}|ci"].fill_null(0.0).to_numpy()
-        ax.errorbar(x, y, yerr=err, fmt="-o", color=NEUTRAL, capsize=4, lw=1.6, ms=5, label="mean, 95 % CI")
-        for xi, yi, n in zip(x, y, panel[f"{metric}|count"].to_list(), strict=True):
-            ax.annotate(f"n={n}", (xi, yi), textcoords="offset points", xytext=(4, 6), fontsize=SMALL - 1)
-        ax.set_title(hw, fontsize=FONT)
+    fig, axes = _grid(len(metrics))
+    for ax, metric in zip(axes, metrics, strict=True):
+        for k, hw in enumerate(hardware):
+            line = data.filter((pl.col("hardware") == hw) & pl.col(metric).is_not_null()).sort("overcommit")
+            if line.is_empty():
+                continue
+            ax.errorbar(
+                line["overcommit"].to_numpy(), line[metric].to_numpy(), yerr=line[f"{metric}|ci"].fill_null(0.0).to_numpy(),
+                fmt="-o", color=PALETTE[k % len(PALETTE)], capsize=4, lw=1.6, ms=5,
+                label=f"{hw} ({_n_label(line[f'{metric}|count'].to_list())} runs per point)",
+            )  # fmt: skip
+        ax.set_title(f"{metric} ({direction_text(better.get(metric, ''))})", fontsize=FONT)
         ax.set_xlabel("overcommit (vCPUs / pCPUs)", fontsize=FONT)
-        ax.set_ylabel(metric, fontsize=FONT)
         _style(ax)
     _legend_below(fig, axes)
     fig.suptitle(
-        f"{metric} ({direction_text(better)}): mean over all runs per overcommit level\n"
-        "marginal over every other parameter, features included; not a feature comparison",
+        "Mean over all runs per hardware and overcommit level, 95 % CI\n"
+        "marginal over every other parameter, features included: not a feature comparison",
         fontsize=TITLE,
     )
     return _save(fig, path)
 
 
-def draw_effect_vs_overcommit(
-    effects: pl.DataFrame, metric: str, better: str, levels: Sequence[str], path: Path
+def draw_effects_vs_overcommit(
+    effects: pl.DataFrame,
+    metrics: Sequence[str],
+    better: Mapping[str, str],
+    levels: Sequence[str],
+    path: Path,
 ) -> Path | None:
-    """Paired effect (median ratio on/off, 95 % interval) of each feature against overcommit.
+    """Paired effect (median ratio on/off, 95 % interval) of each feature against overcommit, one
+    panel per metric, one line per feature, n (pairs) in the tick labels.
 
-    Filled coloured markers where the interval excludes 1 (green better, red worse), hollow grey
-    ones where it does not; n (pairs) printed at each point."""
-    data = effects.filter((pl.col("by") == "overcommit") & (pl.col("metric") == metric))
-    if data.is_empty():
+    Markers are filled green (better) or red (worse) where the interval excludes 1, hollow where
+    it does not."""
+    data = effects.filter(pl.col("by") == "overcommit")
+    metrics = [m for m in metrics if m in set(data["metric"].to_list())]
+    if not metrics or not levels:
         return None
     order = {lv: i for i, lv in enumerate(levels)}
     features = data["feature"].unique(maintain_order=True).to_list()[:MAX_FEATURES]
-    fig, (ax,) = _grid(1, height=4.2)
-    width = 0.6 / max(len(features), 1)
-    for k, feature in enumerate(features):
-        part = data.filter(pl.col("feature") == feature).with_columns(
+    fig, axes = _grid(len(metrics))
+    width = 0.5 / max(len(features), 1)
+    for ax, metric in zip(axes, metrics, strict=True):
+        panel = data.filter(pl.col("metric") == metric).with_columns(
             pl.col("level").replace_strict(order, default=None).alias("_x")
         )
-        part = part.drop_nulls("_x").sort("_x")
-        x = part["_x"].to_numpy() + (k - (len(features) - 1) / 2) * width
-        r, lo, hi = (part[c].to_numpy() for c in ("median_ratio", "ci_low", "ci_high"))
-        colour = PALETTE[k % len(PALETTE)]
-        ax.plot(x, r, "-", color=colour, lw=1.2, alpha=0.6, label=feature.removeprefix("features."))
-        for xi, ri, l, h, shown, n in zip(x, r, lo, hi, part["shown"], part["pairs"], strict=True):
-            face = effect_colour(ri, shown, better)
+        panel = panel.drop_nulls("_x")
+        for k, feature in enumerate(features):
+            part = panel.filter(pl.col("feature") == feature).sort("_x")
+            if part.is_empty():
+                continue
+            x = part["_x"].to_numpy() + (k - (len(features) - 1) / 2) * width
+            r, lo, hi = (part[c].to_numpy() for c in ("median_ratio", "ci_low", "ci_high"))
+            colour = PALETTE[k % len(PALETTE)]
             ax.errorbar(
-                [xi], [ri], yerr=[[ri - l], [h - ri]], fmt="o", ms=9 if shown else 7, capsize=4, color=colour,
-                mfc=face if shown else "white", mec=colour, mew=1.5,
+                x, r, yerr=[r - lo, hi - r], fmt="-", color=colour, capsize=3, lw=1.2,
+                label=feature.removeprefix("features."),
             )  # fmt: skip
-            ax.annotate(
-                f"n={n}", (xi, h), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=SMALL - 1
-            )
-    ax.axhline(1.0, color="black", lw=0.9)
-    ax.set_xticks(range(len(levels)), levels, fontsize=SMALL)
-    ax.set_xlabel("overcommit (vCPUs / pCPUs)", fontsize=FONT)
-    hint = ratio_direction(better)
-    ax.set_ylabel(f"median ratio on/off{' (' + hint + ')' if hint else ''}", fontsize=FONT)
-    _style(ax)
-    _legend_below(fig, [ax])
+            faces = [
+                effect_colour(v, s, better.get(metric, "")) if s else "white"
+                for v, s in zip(r, part["shown"], strict=True)
+            ]
+            ax.scatter(x, r, s=45, c=faces, edgecolors=colour, linewidths=1.5, zorder=3)
+        n_per_level = panel.group_by("_x").agg(
+            pl.col("pairs").min().alias("lo"), pl.col("pairs").max().alias("hi")
+        )
+        n_text = {int(x): (lo, hi) for x, lo, hi in n_per_level.iter_rows()}
+        ticks = [f"{lv}\n{_n_label(n_text.get(i, (0, 0)))}" for i, lv in enumerate(levels)]
+        ax.axhline(1.0, color="black", lw=0.9)
+        ax.set_xticks(range(len(levels)), ticks, fontsize=SMALL)
+        hint = ratio_direction(better.get(metric, ""))
+        ax.set_title(f"{metric}{' (' + hint + ')' if hint else ''}", fontsize=FONT)
+        ax.set_ylabel("median ratio on/off", fontsize=FONT)
+        _style(ax)
+    _legend_below(fig, axes)
     fig.suptitle(
-        f"{metric}: paired effect of each feature per overcommit level, 95 % bootstrap CI\n"
-        "marker filled green (better) or red (worse) where the interval excludes 1; hollow: not shown",
+        "Paired effect of each feature per overcommit level (median ratio on/off, 95 % bootstrap CI, n pairs)\n"
+        "markers filled green (better) or red (worse) where the interval excludes 1; hollow: not shown",
         fontsize=TITLE,
     )
     return _save(fig, path)

@@ -451,15 +451,13 @@ def _add_plots(
         ),
         "Feature x overcommit: median paired ratio per cell",
     )
-    for m in p.metrics:
-        path = plots.draw_effect_vs_overcommit(
-            effects,
-            m,
-            better.get(m, ""),
-            overcommit_levels,
-            plot_dir / f"effect_overcommit_{sections.safe_name(m)}.png",
-        )
-        attach(effects_section, path, f"{m}: paired feature effects against overcommit")
+    attach(
+        effects_section,
+        plots.draw_effects_vs_overcommit(
+            effects, p.metrics, better, overcommit_levels, plot_dir / "effects_overcommit.png"
+        ),
+        "Paired feature effects against overcommit",
+    )
     over, latency = _plot_data(cell_frame, keys, p)
     section = Section("Metrics against overcommit")
     section.text.append(
@@ -468,11 +466,8 @@ def _add_plots(
         "overcommit, not what a feature does; the feature effects above compare matched pairs."
     )
     if over is not None:
-        for m in p.metrics:
-            path = plots.draw_metric_vs_overcommit(
-                over, m, better.get(m, ""), plot_dir / f"overcommit_{sections.safe_name(m)}.png"
-            )
-            attach(section, path, f"{m} against overcommit ratio (marginal means)")
+        path = plots.draw_metrics_vs_overcommit(over, p.metrics, better, plot_dir / "overcommit.png")
+        attach(section, path, "Metrics against overcommit ratio (marginal means)")
     if not section.images:
         section.text.append("Nothing to plot: overcommit does not vary or no metric applies.")
     doc_sections.append(section)

@@ -13,7 +13,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from model import METRICS, Scenario, ScenarioError, exit_table, simulate
+from model import Scenario, ScenarioError, exit_table, metric_info, simulate
 
 OUTPUT_WIDTH = 132
 
@@ -89,7 +89,7 @@ def _print(console: Console, sc: Scenario, result) -> None:
     for name, value in result.metrics.items():
         if isinstance(value, float) and math.isnan(value):
             continue
-        metrics.add_row(name, f"{value:,.3f}" if isinstance(value, float) else str(value), METRICS[name])
+        metrics.add_row(name, f"{value:,.3f}" if isinstance(value, float) else str(value), metric_info(name).meaning)
     console.print(metrics)
     exits = Table(title="VM exits of the measured VM (perf kvm stat)")
     for col in ("VM-EXIT", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"):

@@ -48,7 +48,7 @@ def test_layout(effects_sweep: Path) -> None:
             pl.read_csv(tables / f"{name}.csv").height == pl.read_parquet(tables / f"{name}.parquet").height
         )
     plots = {p.name for p in (report / "plots").glob("*.png")}
-    assert {"tornado.png", "heatmap_overcommit.png", "overcommit_messages_per_s.png"} <= plots
+    assert {"tornado.png", "heatmap_overcommit.png", "effects_overcommit.png", "overcommit.png"} <= plots
 
 
 def test_every_table_has_both_formats(broken_sweep: Path) -> None:
