@@ -184,6 +184,10 @@ def runs_frame(spec: GridSpec) -> pl.DataFrame:
     }
     values.update({c: design[c] for c in design.columns if c not in ("design_index", "replicate")})
     values.update(metrics)
+    for column in store.runs_columns():  # within-run 95 % half-widths: about 2 % where the metric applies
+        if column.role == store.ROLE_UNCERTAINTY and column.of in metrics:
+            spread = 2.0 * (1.0 + 0.1 * rng.random(n))
+            values[column.name] = np.where(np.isnan(metrics[column.of]), np.nan, spread)
     return complete(pl.DataFrame({"design_index": index}), values)
 
 
