@@ -120,6 +120,14 @@ METRICS: dict[str, Metric | str] = {
     ),
     "pv_sched_yields": M("SCHED_YIELD hypercalls", "kvm_hypercall tracepoint, nr KVM_HC_SCHED_YIELD (11)"),
     "kicks": M("KICK_CPU hypercalls", "kvm_hypercall tracepoint, nr KVM_HC_KICK_CPU (5)"),
+    "spinlock_steals_per_s": M(
+        "queued-spinlock acquisitions ahead of queued waiters (PV unfair trylock) per second",
+        "qspinlock_stat pv_lock_stealing (CONFIG_QUEUED_LOCK_STAT)",
+    ),
+    "pv_waits_per_s": M(
+        "queued-spinlock waiters halting in pv_wait (kvm_wait's HLT) per second",
+        "qspinlock_stat pv_wait_head + pv_wait_node; kvm_exit HLT",
+    ),
     "queue_head_boosts": M("KICK_CPU yields to the kicked queue head", "(RFC patch; no upstream counter)"),
     "tlb_shootdowns_per_s": M(
         "TLB shootdowns (call-function-many flushes) per second", "guest /proc/interrupts TLB", "lower"
