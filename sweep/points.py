@@ -15,8 +15,9 @@ times one replicate.  Two rules make a sweep reproducible whatever runs it:
   identical otherwise, and their difference is the feature's, not the noise's.
   Nothing about the worker or the order of execution enters a seed.
 
-Points are generated lazily from the design; :func:`check` walks them once up
-front so that an impossible combination is a config error, not a failed run.
+Points are generated lazily from the design; :func:`census` walks the design
+once up front (in constant memory) so that an impossible combination is a
+config error, not a failed run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from model.scenario import Scenario, describe_errors
+from model.scenario import Scenario, describe_errors, set_dotted
 from sweep import design
 from sweep.config import MAX_POINTS, ConfigError, SweepConfig
 
@@ -40,6 +41,8 @@ POINT_STREAM = 1  # sub-stream of the sweep seed for point seeds (the design use
 SEED_MASK = (1 << 63) - 1  # seeds are stored as int64: keep them non-negative
 CRN_EXCLUDED_PREFIX = "features."  # keys left out of the seed hash (common random numbers)
 MAX_LISTED_PROBLEMS = 5  # distinct impossible-combination messages shown in an error
+CHECK_ALL_ROWS = 20_000  # designs up to this many rows have every row checked up front (~1 s)
+CHECK_SAMPLE_ROWS = 2_000  # larger ones: this many rows spread over the design
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +59,17 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One design row after exclusions: its index, the values it sets and the merged flat record."""
+    """One design row after exclusions: its index, the values it sets, and the base scenario's flat
+    record (shared by every row: the row's own scenario is the base with ``values`` set)."""
 
     design_index: int
     values: dict[str, Any]
-    flat: dict[str, Any]
+    base_flat: dict[str, Any]
+
+    @property
+    def flat(self) -> dict[str, Any]:
+        """The row's merged flat record (base values, then the row's)."""
+        return {**self.base_flat, **self.values}
 
 
 def canonical_json(data: Any) -> str:
@@ -83,34 +92,32 @@ def derive_seed(sweep_seed: int, replicate: int, flat: dict[str, Any]) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0]) & SEED_MASK
 
 
-def excluded(flat: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
-    """Whether a merged flat record matches any exclusion rule (all of a rule's keys match)."""
+def excluded(values: dict[str, Any], base_flat: dict[str, Any], rules: list[dict[str, Any]]) -> bool:
+    """Whether a design row matches any exclusion rule (all of a rule's keys match; a key the row
+    does not set is the base scenario's)."""
     for rule in rules:
-        if all(flat.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.items()):
+        if all(
+            values.get(k, base_flat.get(k)) in (v if isinstance(v, list) else [v]) for k, v in rule.items()
+        ):
             return True
     return False
 
 
 def design_rows(config: SweepConfig) -> Iterator[Row]:
-    """Design rows, lazily, without the excluded ones."""
+    """Design rows, lazily, without the excluded ones (constant memory for grids)."""
     base_flat = config.base_scenario().flat()
     rules = config.space.exclude
     for index, values in design.rows(config.space, config.seed):
-        flat = {**base_flat, **values}
-        if rules and excluded(flat, rules):
+        if rules and excluded(values, base_flat, rules):
             continue
-        yield Row(index, values, flat)
+        yield Row(index, values, base_flat)
 
 
 def build_scenario(base: dict[str, Any], values: dict[str, Any]) -> Scenario:
     """The base scenario with dotted ``values`` set; pydantic's ValidationError if impossible."""
     tree = _copy_tree(base)
     for key, value in values.items():
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = value
+        set_dotted(tree, key, value)
     return Scenario.model_validate(tree)
 
 
@@ -118,10 +125,34 @@ def _copy_tree(tree: dict[str, Any]) -> dict[str, Any]:
     return {k: _copy_tree(v) if isinstance(v, dict) else v for k, v in tree.items()}
 
 
-def iter_points(config: SweepConfig, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Point]:
-    """Every point of the sweep in design order (replicates inner), lazily; ``skip`` point ids left out."""
+@dataclass
+class Invalid:
+    """Design rows found impossible while streaming (large designs are checked on a sample only)."""
+
+    count: int = 0
+    example: str = ""
+
+    def add(self, values: dict[str, Any], err: ValidationError) -> None:
+        self.count += 1
+        if not self.example:
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            self.example = f"{shown}: {'; '.join(describe_errors(err, Scenario))}"
+
+
+def iter_points(
+    config: SweepConfig, skip: set[str] | frozenset[str] = frozenset(), invalid: Invalid | None = None
+) -> Iterator[Point]:
+    """Every point of the sweep in design order (replicates inner), lazily; ``skip`` point ids left
+    out.  An impossible row is counted in ``invalid`` and left out (the up-front check of a large
+    design is a sample)."""
     for row in design_rows(config):
-        scenario = build_scenario(config.base, row.values)
+        try:
+            scenario = build_scenario(config.base, row.values)
+        except ValidationError as err:
+            if invalid is None:
+                raise
+            invalid.add(row.values, err)
+            continue
         flat = scenario.flat()
         digest = scenario_digest(flat)
         for replicate in range(config.replicates):
@@ -133,58 +164,94 @@ def iter_points(config: SweepConfig, skip: set[str] | frozenset[str] = frozenset
 
 
 def point_ids(config: SweepConfig) -> Iterator[str]:
-    """Every point id, without building seeds (for status and resume)."""
-    for row in design_rows(config):
-        digest = scenario_digest(build_scenario(config.base, row.values).flat())
-        for replicate in range(config.replicates):
-            yield make_point_id(digest, replicate, row.design_index)
+    """Every point id, in design order."""
+    return (p.point_id for p in iter_points(config))
 
 
-def check(config: SweepConfig) -> int:
-    """Walk the design once; return the number of points or raise :class:`ConfigError`.
+@dataclass(frozen=True)
+class Census:
+    """What one pass over the design finds: rows kept, points per (hardware, workload), the rows
+    checked against the model and the problems found, and a few rows spread over the design."""
 
-    An impossible combination (say more vCPUs than the topology and overcommit
-    allow) is named with its values and the model's reason, with the hint to
-    exclude it.
+    design_rows: int
+    kept_rows: int
+    replicates: int
+    partitions: Counter[tuple[str, str]]
+    checked_rows: int
+    problems: list[str]
+    picked: list[Row]
+
+    @property
+    def total(self) -> int:
+        return self.kept_rows * self.replicates
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (all of them if ``n <= k``)."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
+def census(config: SweepConfig, pick: int = 0) -> Census:
+    """One pass over the design rows, in constant memory.
+
+    Every row of a design of at most :data:`CHECK_ALL_ROWS` rows is built into
+    a scenario (an impossible combination is a problem, named with its values
+    and the model's reason); a larger design has :data:`CHECK_SAMPLE_ROWS` rows
+    spread over it checked (the axes themselves are checked by the config), and
+    an impossible row found later is left out of the run and reported by it.
     """
     n_rows = design.size(config.space)
-    if n_rows * config.replicates > MAX_POINTS:
-        total = n_rows * config.replicates
+    total = n_rows * config.replicates
+    if total > MAX_POINTS:
         problem = f"space: {n_rows} design rows x {config.replicates} replicates = {total} points"
         raise ConfigError([f"{problem}, more than the limit of {MAX_POINTS}"])
+    check_all = n_rows <= CHECK_ALL_ROWS
+    to_check = set() if check_all else set(_spread(n_rows, CHECK_SAMPLE_ROWS))
+    to_pick = _spread(n_rows, pick)
     reasons: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}
-    kept = 0
+    partitions: Counter[tuple[str, str]] = Counter()
+    picked: list[Row] = []
+    kept = checked = 0
     for row in design_rows(config):
-        try:
-            build_scenario(config.base, row.values)
-        except ValidationError as err:
-            reason = "; ".join(describe_errors(err, Scenario))
-            reasons[reason] += 1
-            examples.setdefault(reason, row.values)
-            continue
+        wanted = bool(to_pick) and to_pick[0] <= row.design_index  # a picked row is always checked
+        if check_all or wanted or row.design_index in to_check:
+            checked += 1
+            try:
+                build_scenario(config.base, row.values)
+            except ValidationError as err:
+                reason = "; ".join(describe_errors(err, Scenario))
+                reasons[reason] += 1
+                examples.setdefault(reason, row.values)
+                continue
         kept += 1
-    problems: list[str] = []
-    for reason, count in reasons.most_common(MAX_LISTED_PROBLEMS):
-        values = ", ".join(f"{k}={v!r}" for k, v in examples[reason].items())
-        problems.append(
-            f"space.params: {count} combination(s) make an impossible scenario, e.g. {values}: "
-            f"{reason}; change the values or add a space.exclude rule"
-        )
+        hardware = row.values.get("hardware", row.base_flat["hardware"])
+        workload = row.values.get("workload.kind", row.base_flat["workload.kind"])
+        partitions[(str(hardware), str(workload))] += config.replicates
+        while to_pick and to_pick[0] <= row.design_index:
+            to_pick.pop(0)
+            if len(picked) < pick:
+                picked.append(row)
+    problems = [
+        f"space.params: {count} combination(s) make an impossible scenario, e.g. "
+        + ", ".join(f"{k}={v!r}" for k, v in examples[reason].items())
+        + f": {reason}; change the values or add a space.exclude rule"
+        for reason, count in reasons.most_common(MAX_LISTED_PROBLEMS)
+    ]
     if len(reasons) > MAX_LISTED_PROBLEMS:
         problems.append(
             f"space.params: ... and {len(reasons) - MAX_LISTED_PROBLEMS} more kinds of impossible combination"
         )
     if not problems and kept == 0:
         problems.append("space.exclude: the rules exclude every point; nothing would run")
-    if problems:
-        raise ConfigError(problems)
-    return kept * config.replicates
+    return Census(n_rows, kept, config.replicates, partitions, checked, problems, picked)
 
 
-def partition_counts(config: SweepConfig) -> Counter[tuple[str, str]]:
-    """Points per (hardware, workload) partition, for ``sweep plan``."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for row in design_rows(config):
-        counts[(str(row.flat["hardware"]), str(row.flat["workload.kind"]))] += config.replicates
-    return counts
+def check(config: SweepConfig) -> int:
+    """Walk the design once; return the number of points or raise :class:`ConfigError`."""
+    found = census(config)
+    if found.problems:
+        raise ConfigError(found.problems)
+    return found.total
