@@ -319,7 +319,7 @@ def claimed(output: Path) -> Iterator[None]:
             except RuntimeError as err:
                 raise OutputConflict(output, [f"in use: {err}"]) from None
             except OSError as err:
-                raise OutputError(os_problem(output, err)) from None
+                raise OutputError(f"{output}: cannot create or lock it ({os_problem(output, err)})") from None
             yield
     except BaseException:
         if created_lock:
