@@ -311,9 +311,15 @@ def census(config: SweepConfig, pick: int = 0) -> Census:
         problem = f"space: {n_rows} design rows x {config.replicates} replicates = {total} points"
         raise ConfigError([f"{problem}, more than the limit of {MAX_POINTS}"])
     walk = _Walk(config, pick, _spread(n_rows, pick))
-    if n_rows <= CHECK_ALL_ROWS:
+    if n_rows <= CHECK_ALL_ROWS:  # every row checked; the picks spread over the rows kept
+        walk.to_pick = []
+        kept: list[Row] = []
         for row in design_rows(config):
+            before = walk.kept
             walk.visit(row, check=True)
+            if walk.kept > before:
+                kept.append(row)
+        walk.picked = [kept[i] for i in _spread(len(kept), pick)] if pick else []
     elif config.space.design in ("grid", "factorial"):
         _grid_walk(config, walk, _spread(n_rows, CHECK_SAMPLE_ROWS))
     else:
