@@ -98,6 +98,11 @@ class Clock:
         launches = (previous_manifest or {}).get("launches") or []
         return Clock(previous=[dict(x) for x in launches if isinstance(x, dict)])
 
+    def follows(self, previous_manifest: dict[str, Any] | None) -> Clock:
+        """Count this launch after those the previous manifest records (for a clock started earlier)."""
+        self.previous = Clock.resume(previous_manifest).previous
+        return self
+
     def stop(self) -> None:
         self._elapsed = time.monotonic() - self._t0
         self.finished = now()
