@@ -39,9 +39,10 @@ it.  The zone and LRU locks are irqsave (``QSpinLock(irqsave=True)``): their
 waiters and holders run with IF = 0, so a TLB-flush IPI to them waits until
 the lock is dropped.
 
-Costs are derived from the hardware profile: page work in lock-held sections
-costs the cache lines it misses (``cacheline_miss_ns``) times the lines
-named below; ``clear_page`` and the copy run at ``memcpy_gbps``.
+Costs are derived from the hardware profile: page work costs the cache lines
+it touches, ``cacheline_miss_ns`` for a line another CPU touched last and
+``cache_hit_ns`` for its own (the counts below); ``clear_page`` and the copy
+run at ``memcpy_gbps``.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ SWAP_CLUSTER_MAX = 32  # release_pages: lru_lock dropped and retaken every 32 pa
 PCP_BATCH = 63
 PCP_HIGH = 6 * PCP_BATCH
 
-# Cache lines missed per page by the step named (derived from the data each step touches):
-LRU_ADD_LINES = 1  # __pagevec_lru_add_fn -> add_page_to_lru_list: the old first page of the list
-LRU_DEL_LINES = 2  # release_pages -> del_page_from_lru_list: the prev and next pages' struct page
-BUDDY_LINES = 2  # __rmqueue_smallest / __free_one_page: the page and its free-list (or buddy) neighbour
-ZAP_PTE_LINES = 1  # zap_pte_range -> page_remove_rmap: the atomic on the page's _mapcount
-LOCK_LINES = 1  # taking a lock last held by another CPU: its cache line (and the list head beside it)
+# Cache lines each step touches (derived from the data it touches and who touched it last).
+# A thread's own pages are hot in its cache: it faulted them, added them to the LRU one pagevec
+# at a time (so on the LRU list they sit in runs of PAGEVEC_SIZE, their neighbours each other)
+# and zapped them; another CPU's lines miss (cacheline_miss_ns), our own hit (cache_hit_ns).
+LOCK_MISSES = 2  # taking a lock last held by another CPU: its line and the list head next to it
+LRU_ADD_MISSES = 1  # __pagevec_lru_add: the list's old first page (another CPU's), once per pagevec
+LRU_RUN_MISSES = 2  # release_pages -> del_page_from_lru_list: the two outer neighbours of each run
+LRU_PAGE_HITS = 4  # per page: flags, page->lru, the neighbour's lru, the lruvec counters
+BUDDY_MISSES = 2  # __rmqueue_smallest / __free_one_page per page: the cold free page and its neighbour/buddy
+ZAP_PTE_HITS = 3  # zap_pte_range per page: the pte, page_remove_rmap's _mapcount, the mmu_gather slot
 
 
 class Mm:
@@ -83,11 +88,12 @@ class Mm:
         self.call_single_queue: list[list] = [[] for _ in range(nr_cpus)]  # per-CPU csd llist (kernel/smp.c)
 
 
-def _locked(h, task: Task, lock: locks.QSpinLock, lines: float, counter: str):
-    """spin_lock_irqsave(lock); ``lines`` cache lines of work; spin_unlock_irqrestore(lock)."""
+def _locked(h, task: Task, lock: locks.QSpinLock, misses: float, hits: float, counter: str):
+    """spin_lock_irqsave(lock); work of ``misses`` + ``hits`` cache lines; spin_unlock_irqrestore(lock)."""
     h.stats.count(task.vcpu, counter)
+    prof = h.prof
     yield ("call", locks.spin_lock, lock)  # the lock is irqsave: IF = 0 from here to the unlock
-    yield ("run", (lines + LOCK_LINES) * h.prof.cacheline_miss_ns, True)
+    yield ("run", (misses + LOCK_MISSES) * prof.cacheline_miss_ns + hits * prof.cache_hit_ns, True)
     yield ("call", locks.spin_unlock, lock)
 
 
@@ -100,7 +106,7 @@ def fault_in(h, task: Task, mm: Mm, pages: int):
     while left:
         cpu = task.vcpu.index
         if mm.pcp[cpu] == 0:  # rmqueue_pcplist: list empty -> rmqueue_bulk(zone, 0, pcp->batch)
-            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_LINES, "zone_lock_acquisitions")
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
             mm.pcp[cpu] += PCP_BATCH
         n = min(left, mm.pcp[cpu], PAGEVEC_SIZE - mm.pagevec[cpu])
         mm.pcp[cpu] -= n
@@ -112,19 +118,19 @@ def fault_in(h, task: Task, mm: Mm, pages: int):
         yield ("call", locks.down_read, mm.mmap_sem)  # do_user_addr_fault: mmap_sem for read
         yield ("run", n * (prof.page_fault_ns + clear_ns), True)
         if drain:  # lru_cache_add: the pagevec is full -> __pagevec_lru_add
-            yield from _locked(h, task, mm.lru_lock, PAGEVEC_SIZE * LRU_ADD_LINES, "lru_lock_acquisitions")
+            yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, PAGEVEC_SIZE * LRU_PAGE_HITS,
+                                   "lru_lock_acquisitions")
         yield ("call", locks.up_read, mm.mmap_sem)
         yield ("run", n * copy_ns, False)
 
 
 def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
-    miss = h.prof.cacheline_miss_ns
     yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
     yield from _lru_add_drain(h, task, mm)  # zap_page_range -> lru_add_drain
     mm.tlb_flush_pending += 1  # tlb_gather_mmu -> inc_tlb_flush_pending
     yield ("call", locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
-    yield ("run", pages * ZAP_PTE_LINES * miss, True)
+    yield ("run", pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
     yield ("call", locks.spin_unlock, ptl)
     # tlb_finish_mmu: a concurrent zapper of this mm forces fullmm + freed_tables (7a30df49f63a)
     freed_tables = mm.tlb_flush_pending > 1
@@ -137,7 +143,8 @@ def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     while left:
         n = min(left, SWAP_CLUSTER_MAX)
         left -= n
-        yield from _locked(h, task, mm.lru_lock, n * LRU_DEL_LINES, "lru_lock_acquisitions")
+        runs = n / PAGEVEC_SIZE  # runs of our pages met in this batch, each with two cold neighbours
+        yield from _locked(h, task, mm.lru_lock, runs * LRU_RUN_MISSES, n * LRU_PAGE_HITS, "lru_lock_acquisitions")
     # free_unref_page_list -> free_unref_page_commit; free_pcppages_bulk whenever pcp->count >= pcp->high
     left = pages
     while left:
@@ -147,7 +154,7 @@ def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
         left -= n
         if mm.pcp[cpu] >= PCP_HIGH:
             mm.pcp[cpu] -= PCP_BATCH
-            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_LINES, "zone_lock_acquisitions")
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
     mm.tlb_flush_pending -= 1  # tlb_finish_mmu -> dec_tlb_flush_pending
     yield ("call", locks.up_read, mm.mmap_sem)
 
@@ -158,4 +165,4 @@ def _lru_add_drain(h, task: Task, mm: Mm):
     n = mm.pagevec[cpu]
     if n:
         mm.pagevec[cpu] = 0
-        yield from _locked(h, task, mm.lru_lock, n * LRU_ADD_LINES, "lru_lock_acquisitions")
+        yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, n * LRU_PAGE_HITS, "lru_lock_acquisitions")
