@@ -30,6 +30,14 @@ METRICS: dict[str, str] = {
     "corunner_records_per_s": "co-runner VMs: ebizzy records per second, summed",
     "corunner_acquisitions_per_s": "co-runner VMs: lockbench acquisitions per second, summed",
     "corunner_compute_s_per_s": "co-runner VMs: cpu-bound work per second, summed",
+    # within-run uncertainty of each workload's main metric (batch means, model.metrics)
+    "messages_per_s_ci95_pct": "within-run 95 % half-width of messages_per_s, in % of it (batch means)",
+    "hackbench_time_s_ci95_pct": "within-run 95 % half-width of hackbench_time_s, in % of it (batch means)",
+    "records_per_s_ci95_pct": "within-run 95 % half-width of records_per_s, in % of it (batch means)",
+    "acquisitions_per_s_ci95_pct": "within-run 95 % half-width of acquisitions_per_s, in % of it (batch means)",
+    "compute_s_per_s_ci95_pct": "within-run 95 % half-width of compute_s_per_s, in % of it (batch means)",
+    "vmexit_op_cycles_ci95_pct": "within-run 95 % half-width of vmexit_op_cycles, in % of it (batch means)",
+    "timer_latency_avg_us_ci95_pct": "within-run 95 % half-width of timer_latency_avg_us, in % (batch means)",
     # interrupts
     "ipis_per_s": "IPIs sent per second (one per destination vCPU)",
     "ipi_latency_p50_us": "IPI latency, ICR write to the handler starting, median",

@@ -31,8 +31,11 @@ TICK_WORK_NS = 1_500  # assumed: scheduler_tick + hrtimer bookkeeping in the gue
 
 
 def hw_timer(h) -> bool:
-    """Is the VMX preemption timer in use (Intel, MWAIT not passed through)?"""
-    return h.prof.vendor == "intel" and h.prof.has_preemption_timer
+    """Is the VMX preemption timer in use (Intel, MWAIT not passed through)?
+
+    Resolved in the scenario as ``vm.hv_timer`` (kvm_can_use_hv_timer(): false
+    with cpu-pm=on, which passes MWAIT through; model.kernels)."""
+    return h.sc.vm.hv_timer
 
 
 def arm_cost(h) -> float:
