@@ -157,31 +157,35 @@ FEATURE_KEYS = (
 HINT_OFF = ("pv_spinlock", "pv_tlb_flush", "pv_sched_yield")  # what KVM_HINTS_REALTIME turns off
 
 
-def resolve(data: dict[str, Any], intel_hv_timer: bool) -> tuple[dict[str, Any], list[str]]:
+def resolve(data: dict[str, Any], intel_hv_timer: bool) -> tuple[dict[str, Any], list[str], list[str]]:
     """Fill every unset version- or hint-dependent key of a raw scenario mapping.
 
     ``intel_hv_timer``: the hardware has a VMX preemption timer.  Returns the
-    new mapping (the input is not mutated) and the problems found (bad
-    releases, explicit values that contradict a hint)."""
+    new mapping (the input is not mutated), the problems found (bad releases,
+    explicit values that contradict a hint) and the dotted keys it filled."""
     problems: list[str] = []
+    unset = {f"{section}.{key}" for section in ("vm", "features") if isinstance(data.get(section), dict)
+             for key, value in data[section].items() if value is None}
+    explicit = {f"{section}.{key}" for section in ("vm", "features") if isinstance(data.get(section), dict)
+                for key in data[section]} - unset
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     releases = {}
     for side, default in (("guest", DEFAULT_GUEST), ("host", DEFAULT_HOST)):
         section = out.setdefault(side, {})
         if not isinstance(section, dict):
-            return out, problems  # pydantic reports the wrong type
+            return out, problems, []  # pydantic reports the wrong type
         release, problem = normalise_release(section.get("kernel", default))
         if problem:
             problems.append(f"{side}.kernel: {problem}")
             continue
         section["kernel"] = releases[side] = release
     if problems:
-        return out, problems
+        return out, problems, []
     rules = defaults(releases["guest"], releases["host"])
     vm = out.setdefault("vm", {})
     features = out.setdefault("features", {})
     if not isinstance(vm, dict) or not isinstance(features, dict):
-        return out, problems
+        return out, problems, []
     _resolve_vm(vm, rules, intel_hv_timer, problems)
     hint = vm.get("hint_dedicated") is True and rules["vm.realtime_hint_available"]
     cpu_pm = vm.get("cpu_pm") is True
@@ -203,7 +207,16 @@ def resolve(data: dict[str, Any], intel_hv_timer: bool) -> tuple[dict[str, Any],
             )
         elif given is True and cpu_pm and name == "ple":
             problems.append("features.ple: true contradicts vm.cpu_pm (PAUSE does not exit); drop one of them")
-    return out, problems
+    filled = [f"{section}.{key}" for section in ("vm", "features") for key in out[section]
+              if f"{section}.{key}" in DERIVED and f"{section}.{key}" not in explicit]
+    return out, problems, filled
+
+
+# Every key resolve() may fill (the rest of the scenario is plain data with fixed defaults).
+DERIVED = frozenset(
+    [f"features.{k}" for k in FEATURE_KEYS]
+    + ["vm.idle", "vm.cpu_pm", "vm.hlt_passthrough", "vm.poll_control", "vm.hv_timer", "vm.steal_preempted_on_halt"]
+)
 
 
 def _resolve_vm(vm: dict[str, Any], rules: dict[str, bool], intel_hv_timer: bool, problems: list[str]) -> None:

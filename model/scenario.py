@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -213,20 +214,27 @@ class Scenario(_Frozen):
     features: Features = Features()
     costs: Costs = Costs()  # type: ignore[valid-type]
     sim: Sim = Sim()
+    _filled: frozenset[str] = PrivateAttr(default=frozenset())  # keys kernels.resolve filled
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
-        """Fill the version- and hint-dependent keys (model.kernels.resolve) before validation."""
+    def _resolve(cls, data: Any, handler: Any, info: ValidationInfo) -> Scenario:
+        """Fill the version- and hint-dependent keys (model.kernels.resolve) before validation.
+
+        The keys filled are remembered, so that :meth:`given` can hand back the
+        input form (a resolved key unset again) for a scenario derived from
+        this one with other kernels or hints."""
         if not isinstance(data, dict) or not _resolving(info):
-            return data
+            return handler(data)
         name = data.get("hardware", "cascadelake")
         prof = PROFILES.get(name) if isinstance(name, str) else None
         intel_hv_timer = prof is not None and prof.vendor == "intel" and prof.has_preemption_timer
-        resolved, problems = kernels.resolve(data, intel_hv_timer)
+        resolved, problems, filled = kernels.resolve(data, intel_hv_timer)
         if problems:
             raise ValueError("\n".join(problems))
-        return resolved
+        scenario = handler(resolved)
+        scenario._filled = frozenset(filled)
+        return scenario
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> Scenario:
@@ -277,6 +285,17 @@ class Scenario(_Frozen):
         if problems:
             raise ScenarioError(problems)
         return scenario
+
+    def given(self) -> dict[str, Any]:
+        """The scenario as input (JSON types): keys resolved from the kernels or hints are unset (None).
+
+        Build derived scenarios from this, not from ``model_dump()``: there
+        every resolved key looks explicit and would ignore a new kernel."""
+        tree = self.model_dump(mode="json")
+        for key in self._filled:
+            section, name = key.split(".")
+            tree[section][name] = None
+        return tree
 
     def flat(self) -> dict[str, Any]:
         """Every parameter as ``dotted.key -> scalar`` (None for unset cost overrides)."""
