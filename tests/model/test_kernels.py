@@ -3,7 +3,7 @@
 import pytest
 
 from model import Scenario, ScenarioError
-from model.kernels import DEFAULT_GUEST, DEFAULT_HOST, RELEASES, RULE_BY_KEY, RULES, defaults
+from model.kernels import DEFAULT_GUEST, DEFAULT_HOST, DERIVED, RELEASES, RULE_BY_KEY, RULES, defaults
 from tests.model.conftest import run
 
 
@@ -77,10 +77,7 @@ def test_defaults_are_a_513_host_and_a_58_guest_and_keep_the_old_feature_values(
 
 def test_resolved_values_are_concrete_and_validation_is_idempotent():
     sc = _sc("4.15", "5.4")
-    assert None not in sc.flat().values() or all(
-        k.startswith("costs.") or k in ("corunner.vcpus", "workload.cpu_bound.threads")
-        for k, v in sc.flat().items() if v is None
-    )
+    assert all(sc.flat()[k] is not None for k in DERIVED)
     again = Scenario.model_validate(sc.model_dump())
     assert again.flat() == sc.flat()
     # model_dump() makes every resolved key explicit; given() leaves them unset, so a new kernel counts

