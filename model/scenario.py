@@ -247,8 +247,8 @@ class Scenario(_Frozen):
     def _check(self, info: ValidationInfo) -> Scenario:
         if not _resolving(info):
             return self
-        unset = [k for k, v in self.flat().items() if v is None and not k.startswith("costs.")
-                 and k not in ("corunner.vcpus", "workload.cpu_bound.threads")]
+        flat = self.flat()
+        unset = sorted(k for k in kernels.DERIVED if flat[k] is None)
         if unset:
             raise ValueError(f"unresolved keys (a bug in model.kernels.resolve): {', '.join(unset)}")
         if self.hardware not in PROFILES:
