@@ -42,11 +42,12 @@ def test_batch_means_interval_shrinks_as_one_over_root_window_on_a_synthetic_ser
     assert long_ / short == pytest.approx(0.25, rel=0.35)  # 1 / sqrt(16)
 
 
-def test_each_workload_reports_its_main_metric_uncertainty_and_it_shrinks_with_a_longer_window():
-    kw = {"workload.kind": "ebizzy", "vm.vcpus": 8, "overcommit": 2.0, "sim.warmup_ms": 5}
+def test_the_main_metric_uncertainty_of_a_run_shrinks_with_a_longer_window():
+    """cpu-bound VMs sharing pCPUs: progress comes in 12 ms slices, so a 20 ms window is mostly luck."""
+    kw = {"workload.kind": "cpu-bound", "vm.vcpus": 8, "overcommit": 2.0, "sim.warmup_ms": 5}
     short = run(**kw, **{"sim.duration_ms": 25})
     long_ = run(**kw, **{"sim.duration_ms": 205})
-    assert 0 < long_.metrics["records_per_s_ci95_pct"] < short.metrics["records_per_s_ci95_pct"]
+    assert 0 < long_.metrics["compute_s_per_s_ci95_pct"] < short.metrics["compute_s_per_s_ci95_pct"] / 2
 
 
 @pytest.mark.parametrize(("kind", "metric"), [
