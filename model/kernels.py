@@ -34,7 +34,9 @@ VM hints (QEMU options), MODEL.md section 12b:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 # Mainline releases a scenario may name.  Every row below was checked up to 5.19.
 RELEASES: tuple[str, ...] = (
@@ -42,7 +44,6 @@ RELEASES: tuple[str, ...] = (
     "5.0", "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7", "5.8", "5.9",
     "5.10", "5.11", "5.12", "5.13", "5.14", "5.15", "5.16", "5.17", "5.18", "5.19",
 )  # fmt: skip
-Release = Literal[RELEASES]  # type: ignore[valid-type]
 
 DEFAULT_GUEST = "5.8"
 DEFAULT_HOST = "5.13"
@@ -146,6 +147,17 @@ def normalise_release(value: Any) -> tuple[str | None, str | None]:
     if len(matches) > 1:
         return None, f"{value!r} is ambiguous ({' or '.join(matches)}); quote it, e.g. '{matches[-1]}'"
     return None, f"{value!r} is not a release the model knows; allowed: {', '.join(RELEASES)}"
+
+
+def _release_in(value: Any) -> Any:
+    release, problem = normalise_release(value)
+    if problem:
+        raise ValueError(problem)
+    return release
+
+
+# The scenario field type: a release string; unambiguous YAML numbers (5.8) are accepted.
+Release = Annotated[Literal[RELEASES], BeforeValidator(_release_in)]  # type: ignore[valid-type]
 
 
 # Keys that resolve() fills; everything else of the scenario is plain data.
