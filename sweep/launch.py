@@ -190,8 +190,6 @@ def launch(
                 counts = store.counts(output)
                 manifest.write(output, manifest.build(config, total, created, counts))
                 if started:
-                    import ray
-
-                    ray.shutdown()
+                    runner.stop_ray()
         counts = store.counts(output)
     return LaunchResult(output, total, len(done), summary, counts)

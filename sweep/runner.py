@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -107,11 +108,13 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
+    stop_ray()  # the leftovers of an in-process Ray shut down with a bare ray.shutdown()
     _quiet_ray_notices()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         _use_local_token()
-        ray.init(address=address, **RAY_COMMON)
+        with no_cluster_mode() if loopback_only(address) else contextlib.nullcontext():
+            ray.init(address=address, **RAY_COMMON)
     else:
         global _local
         _local = LocalSession.start(num_cpus or os.cpu_count() or 1)
@@ -144,6 +147,7 @@ LOOPBACK = "127.0.0.1"
 # node IP, not 0.0.0.0).  ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: ray.init
 # maps a loopback address to the external one (services.resolve_ip_for_localhost) unless this is off.
 NO_CLUSTER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+PROBE_TIMEOUT_S = 2.0  # a local port that does not answer at once is not there
 WATCHDOG_STOP_TIMEOUT_S = 35.0  # watchdog.KILL_WINDOW_S plus its start-up
 MAX_TEMP_PARENT_CHARS = 40  # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/...) must fit 107 bytes
 
@@ -169,7 +173,6 @@ class LocalSession:
     @staticmethod
     def start(num_cpus: int) -> LocalSession:
         import ray
-        from ray._private import ray_constants
 
         from sweep import watchdog as watchdog_mod
 
@@ -188,31 +191,21 @@ class LocalSession:
             start_new_session=True,  # a Ctrl-C to the launcher's process group does not reach it
         )
         session = LocalSession(temp_dir, watchdog)
-        added = {**NO_CLUSTER_ENV, watchdog_mod.MARK_ENV: mark}
-        saved_env = {k: os.environ.get(k) for k in added}
-        saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-        os.environ.update(added)  # inherited by every process ray.init starts (and theirs)
-        ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time; the env var only at import
         try:
-            ray.init(
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                _node_ip_address=LOOPBACK,
-                _temp_dir=str(temp_dir),
-                **RAY_COMMON,
-            )
+            # The mark is inherited by every process ray.init starts, and by theirs.
+            with no_cluster_mode({watchdog_mod.MARK_ENV: mark}):
+                ray.init(
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    _node_ip_address=LOOPBACK,
+                    _temp_dir=str(temp_dir),
+                    **RAY_COMMON,
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             session.close()
             raise
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         return session
 
     def close(self) -> None:
@@ -229,6 +222,62 @@ class LocalSession:
 
 
 _local: LocalSession | None = None
+
+
+@contextlib.contextmanager
+def no_cluster_mode(extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """Ray's node IP is 127.0.0.1 while this lasts (:data:`NO_CLUSTER_ENV`), for this process and
+    the processes it starts; ``extra_env`` is added to their environment too."""
+    from ray._private import ray_constants
+
+    added = {**NO_CLUSTER_ENV, **(extra_env or {})}
+    saved_env = {k: os.environ.get(k) for k in added}
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(added)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at each call; the env var only at import
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def loopback_only(address: str) -> bool:
+    """Whether ``address`` is a GCS on 127.0.0.1 that this machine's external IP does not reach.
+
+    Ray joins a loopback address through the machine's external IP
+    (``services.canonicalize_bootstrap_address``), as if the head were bound
+    there; that is right for a head started with plain ``ray start --head``.  A head started on
+    loopback only (a :class:`LocalSession`, or ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start
+    --head``) is joined on loopback instead.  Decided by one TCP probe of the external IP, so
+    joining a remote cluster is exactly ``ray.init(address=...)``.
+    """
+    import ipaddress
+
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or "://" in address:
+        return False
+    try:
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            return False
+    except ValueError:  # a host name: not loopback
+        return False
+    from ray._private import services
+
+    external = services.get_node_ip_address()
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(external).is_loopback:
+            return False  # no external address: Ray joins on loopback anyway
+    try:
+        socket.create_connection((external, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return True
+    return False
 
 
 def _use_local_token() -> None:
