@@ -25,7 +25,7 @@ STATE_NAMES = ("GUEST", "EXIT", "HALTED", "RUNNABLE", "POLL")
 # vCPU time buckets (steal = RUNNABLE).
 ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = range(3)
 
-# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() until kicked.
+# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() (kvm_wait's HLT).
 WORK, SPIN, IDLE, PVWAIT = range(4)
 
 
@@ -39,7 +39,10 @@ class Frame:
     on_done: Callable[[], Any] | None = None  # WORK: called when it completes
     handler: bool = False  # an interrupt handler (interrupts stay masked)
     spin_kind: str = ""  # SPIN: "csfm" (IPI acknowledgements), "qspin", "rwsem"
-    budget: float = float("inf")  # SPIN: spinning left before pv_wait (PV spinlock)
+    budget: float = float("inf")  # SPIN: spinning left in the bounded loop (PV spinlock, rwsem)
+    ple_at: int = -1  # SPIN: when the current PLE window runs out (-1: no PLE exit due)
+    waiter: Any = None  # SPIN "qspin": the lock waiter (model.locks.Waiter) spinning here
+    halted: bool = False  # PVWAIT: its HLT was executed; the next resume returns from pv_wait
 
 
 @dataclass(slots=True, eq=False)
@@ -65,6 +68,8 @@ class Task:
     wake_pending: bool = False  # woken while still on its way to sleep
     resume_with: Callable[[], Any] | None = None  # what a woken task does first (retry a lock)
     saved: Frame | None = None  # user work interrupted by a guest preemption
+    vruntime: int = 0  # guest CFS virtual runtime (nice 0: 1:1 with run time)
+    exec_start: int = 0  # when its current run on the vCPU was last charged
 
 
 @dataclass(slots=True, eq=False)
@@ -119,6 +124,13 @@ class Vcpu:
     gq: deque = field(default_factory=deque)  # runnable guest tasks
     gcurr: Task | None = None
     guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
+    gmin_vruntime: int = 0  # the guest cfs_rq's min_vruntime
+    polling: bool = False  # TIF_POLLING_NRFLAG of the guest idle task (idle=poll, haltpoll's poll state)
+    hp_phase: int = 0  # cpuidle-haltpoll: 0 select, 1 polling, 2 halted (model.guest HP_*)
+    hp_limit_ns: int = 0  # cpuidle-haltpoll dev->poll_limit_ns
+    hp_last_poll_timed_out: bool = False  # last state was poll and it hit its limit (dev->poll_time_limit)
+    hp_since: int = 0  # when the current poll or halt began
+    hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
     timer_event: Any = None  # workload hrtimer (cyclictest)
     # time accounting
