@@ -362,3 +362,16 @@ def test_help_starts_without_the_model_or_the_data_stack() -> None:
 
 def test_incomplete_exit_code_is_documented() -> None:
     assert EXIT_INCOMPLETE == 1 and EXIT_USAGE == 2 and EXIT_IO == 3 and EXIT_CLUSTER == 4
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_restart_refuses_the_output_of_another_sweep(
+    cli: Any, tiny: Path, write_conf: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert launch(cli, tiny, out).exit_code == 0
+    before = tree(out)
+    other = write_conf(tiny_config(name="other", replicates=1), "other.yaml")
+    text = one_paragraph(launch(cli, other, out, "--restart"), EXIT_USAGE)
+    assert "it holds sweep 'tiny', not 'other'" in text
+    assert tree(out) == before

@@ -249,7 +249,7 @@ def test_a_wrong_compare_block_names_every_problem() -> None:
             "series": [{"label": "x", "metric": "m", "better": "up"}],
         }
     )
-    assert any("compare.conditions.no_fastpath.selekt: unknown key" in p for p in structural)
+    assert any("compare.conditions.no_fastpath.selekt: unknown key; did you mean" in p and "allowed: select, not_modelled" in p for p in structural)
     assert any("compare.series[0].better" in p and "'higher'" in p for p in structural)
     meaning = _compare_problems(
         {
