@@ -6,11 +6,12 @@ pipe on stdin whose other end only the launcher holds.  The pipe reaches EOF
 when the launcher closes it (a normal stop) or dies, however it dies (SIGKILL
 included: the kernel closes a dead process's files).  Then the watchdog:
 
-1. SIGKILLs every process of this user whose environment holds
-   ``KVMSWEEP_RAY_SESSION=MARK`` (the launcher puts it in its environment
-   before ``ray.init``, so that GCS, raylet, the dashboard head, the agents
-   and every worker inherit it; no other process has this random mark),
-   repeatedly until none is left, for at most :data:`KILL_WINDOW_S`;
+1. SIGKILLs every process of the session, repeatedly until none is left,
+   for at most :data:`KILL_WINDOW_S`: each process of this user whose
+   environment holds ``KVMSWEEP_RAY_SESSION=MARK`` (the launcher puts it in
+   its environment for ``ray.init``, so that GCS, raylet, the dashboard head,
+   the agents and every worker inherit it; no other process has this random
+   mark) or that has a file open under ``TEMP_DIR`` (see :func:`session_processes`);
 2. removes ``TEMP_DIR``, the per-launch Ray temp dir (sessions, sockets, logs).
 
 Why: Ray fate-shares its direct children with the driver (``prctl(PR_SET_PDEATHSIG)``
@@ -34,34 +35,46 @@ import time
 from pathlib import Path
 
 MARK_ENV = "KVMSWEEP_RAY_SESSION"
+LOG_ENV = "KVMSWEEP_WATCHDOG_LOG"  # a file to log each kill to (debugging)
 KILL_WINDOW_S = 30.0  # keep killing marked processes this long at most
 QUIET_S = 1.0  # ... and stop once none has been seen for this long
 POLL_S = 0.1
 
 
-def marked(mark: str, spare: set[int]) -> list[int]:
-    """Live processes (of this user: others' environments are unreadable) carrying the mark."""
+def session_processes(mark: str, temp_dir: Path, spare: set[int]) -> list[int]:
+    """Live processes (of this user: others' are unreadable) of the Ray session.
+
+    A process is the session's if its environment holds the mark, or if it has a file open
+    under the session's temp dir (Ray points every process's stdout and stderr at a log file
+    there).  The second test is needed: ``setproctitle``, with which Ray titles its processes
+    ``ray::...``, may reuse the memory of the initial environment, and ``/proc/PID/environ``
+    then reads as zeros.
+    """
     needle = f"{MARK_ENV}={mark}".encode()
+    prefix = str(temp_dir) + os.sep
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        pid = int(environ.parent.name)
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
         if pid in spare:
             continue
         try:
-            if needle in environ.read_bytes().split(b"\0"):
+            if needle in (proc / "environ").read_bytes().split(b"\0") or any(
+                os.readlink(fd).startswith(prefix) for fd in (proc / "fd").iterdir()
+            ):
                 found.append(pid)
         except OSError:  # gone, or not ours
             continue
     return found
 
 
-def kill_marked(mark: str, spare: set[int]) -> int:
-    """SIGKILL marked processes until none is seen for QUIET_S; the number killed."""
+def kill_session(mark: str, temp_dir: Path, spare: set[int]) -> int:
+    """SIGKILL the session's processes until none is seen for QUIET_S; the number killed."""
     killed = 0
     deadline = time.monotonic() + KILL_WINDOW_S
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_S:
-        pids = marked(mark, spare)
+        pids = session_processes(mark, temp_dir, spare)
+        _log(f"{time.monotonic():.3f} killing {pids}")
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -74,13 +87,20 @@ def kill_marked(mark: str, spare: set[int]) -> int:
     return killed
 
 
+def _log(line: str) -> None:
+    path = os.environ.get(LOG_ENV)
+    if path:
+        with open(path, "a") as log:
+            log.write(line + "\n")
+
+
 def main(argv: list[str]) -> int:
     mark, temp_dir, launcher = argv[1], Path(argv[2]), int(argv[3])
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # only the pipe decides
     while os.read(0, 4096):  # EOF: the launcher closed the pipe or died
         pass
-    kill_marked(mark, {os.getpid(), launcher})
+    kill_session(mark, temp_dir, {os.getpid(), launcher})
     shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 

@@ -53,6 +53,15 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def describe(pid: int) -> str:
+    """``PID STATE COMMAND``, for failure messages."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        state = "gone"
+    return f"{pid} {state} {cmdline(pid)[:100]}"
+
+
 def wait_dead(pids: set[int], timeout_s: float) -> set[int]:
     """Wait until none of ``pids`` is alive, at most ``timeout_s``; the ones still alive."""
     deadline = time.monotonic() + timeout_s

@@ -34,7 +34,9 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 FILES_BEFORE_KILL = 5  # run files that must exist before the driver is killed
 START_TIMEOUT_S = 90
 EXIT_TIMEOUT_S = 30
-SURVIVE_S = 5.0  # no process of a launcher outlives it by more than this
+# No process of a launcher outlives it by more than this (measured: all gone within ~1.2 s, the
+# watchdog's own exit last).
+SURVIVE_S = 5.0
 POINTS = 120  # 20 rows x 6 replicates of ~40 ms hackbench: seconds of work on one worker
 
 
@@ -122,7 +124,7 @@ def test_sigkill_mid_sweep_then_resume(cli: Any, reference: tuple[Path, Path], t
     assert len(sockets) >= 4 and {"gcs_server", "raylet"} <= {s.name for s in sockets}
     assert [str(s) for s in sockets if not s.loopback] == []
     # Nothing outlives the launcher by more than a few seconds, and its Ray temp dir is removed.
-    assert {procs.cmdline(p)[:60] for p in survivors} == set()
+    assert [procs.describe(p) for p in survivors] == []
     assert len(temp_dirs) == 1 and not any(d.exists() for d in temp_dirs)
     assert not any(Path("/tmp/ray") == d or Path("/tmp/ray") in d.parents for d in temp_dirs)
     partial = store.read_runs(out, ["point_id"]).num_rows
@@ -156,7 +158,8 @@ def test_sigint_stops_cleanly_and_keeps_what_finished(
         if proc.poll() is None:
             proc.kill()
         procs.reap(family)
-    assert survivors == set() and temp_dirs and not any(d.exists() for d in temp_dirs)
+    assert [procs.describe(p) for p in survivors] == []
+    assert temp_dirs and not any(d.exists() for d in temp_dirs)
     assert proc.returncode == 130, output.decode()
     assert b"interrupted" in output and b"Traceback" not in output
     manifest = json.loads((out / "manifest.json").read_text())
