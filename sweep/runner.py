@@ -269,10 +269,7 @@ def loopback_only(address: str) -> bool:
         return False
     from ray._private import services
 
-    external = services.get_node_ip_address()
-    with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(external).is_loopback:
-            return False  # no external address: Ray joins on loopback anyway
+    external = services.get_node_ip_address()  # 127.0.0.1 itself on a machine without another address
     try:
         socket.create_connection((external, int(port)), timeout=PROBE_TIMEOUT_S).close()
     except OSError:
