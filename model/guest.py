@@ -8,6 +8,7 @@ resumes the task later through ``advance``:
 - ``("run", ns, kernel)``: execute ``ns`` of work at full speed.
 - ``("block",)``: sleep until another task calls :func:`wake_task`.
 - ``("wake", task)``: wake a task (a RESCHEDULE IPI when it must).
+- ``("return_to_user",)``: a syscall returns: schedule() if TIF_NEED_RESCHED is set.
 - ``("call", fn, *args)``: ``fn(h, task, *args)`` takes over; it calls
   ``advance(h, task, value)`` when the task may go on.
 
@@ -20,14 +21,59 @@ callback runs when it ends.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import lru_cache
 
-from model import apic, kvm, locks, scheduler, spin, timer
+from model import apic, kvm, locks, spin, timer
 from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
 
 # Guest scheduler costs (named, assumed): a guest context switch and the
 # wake-up path of try_to_wake_up inside the guest.
 GUEST_SWITCH_NS = 1_000  # assumed: guest __schedule() between two tasks
 WAKE_SCAN_LIMIT = 4  # select_idle_cpu scans a few CPUs of the LLC, not all
+
+# Guest CFS tunables for one CPU (kernel/sched/fair.c normalized_sysctl_sched_*),
+# scaled at boot by sched_init_granularity() -> update_sysctl() with
+# SCHED_TUNABLESCALING_LOG: factor = 1 + ilog2(min(ncpus, 8)) (get_update_sysctl_factor).
+NORMALIZED_LATENCY_NS = 6_000_000  # normalized_sysctl_sched_latency
+NORMALIZED_MIN_GRANULARITY_NS = 750_000  # normalized_sysctl_sched_min_granularity
+NORMALIZED_WAKEUP_GRANULARITY_NS = 1_000_000  # normalized_sysctl_sched_wakeup_granularity
+SCHED_NR_LATENCY = 8  # sched_nr_latency
+SYSCTL_FACTOR_MAX_CPUS = 8  # get_update_sysctl_factor: min(num_online_cpus(), 8)
+
+# cpuidle-haltpoll governor defaults (drivers/cpuidle/governors/haltpoll.c, 5.4+);
+# guest_halt_poll_ns itself is the scenario's vm.guest_halt_poll_ns.
+GUEST_HALT_POLL_GROW = 2  # guest_halt_poll_grow
+GUEST_HALT_POLL_SHRINK = 2  # guest_halt_poll_shrink
+GUEST_HALT_POLL_GROW_START = 50_000  # guest_halt_poll_grow_start
+GUEST_HALT_POLL_ALLOW_SHRINK = True  # guest_halt_poll_allow_shrink
+
+# cpuidle-haltpoll phases of an idle vCPU (Vcpu.hp_phase)
+HP_SELECT, HP_POLL, HP_HALT = range(3)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestCfs:
+    """The guest's CFS tunables after boot-time scaling to its CPU count."""
+
+    latency_ns: int
+    min_granularity_ns: int
+    wakeup_granularity_ns: int
+
+    def slice_ns(self, nr_running: int) -> int:
+        """sched_slice() with equal weights: __sched_period(nr) / nr (no clamp, as in 5.x)."""
+        period = self.latency_ns
+        if nr_running > SCHED_NR_LATENCY:
+            period = nr_running * self.min_granularity_ns
+        return period // max(nr_running, 1)
+
+
+@lru_cache(maxsize=64)
+def guest_cfs(ncpus: int) -> GuestCfs:
+    """sched_init_granularity(): the tunables scaled by 1 + ilog2(min(ncpus, 8))."""
+    factor = 1 + int(math.log2(min(max(ncpus, 1), SYSCTL_FACTOR_MAX_CPUS)))
+    return GuestCfs(NORMALIZED_LATENCY_NS * factor, NORMALIZED_MIN_GRANULARITY_NS * factor,
+                    NORMALIZED_WAKEUP_GRANULARITY_NS * factor)
 
 
 # -- executing frames ------------------------------------------------------------
@@ -64,6 +110,8 @@ def resume(h, v: Vcpu) -> None:
     now = h.engine.now
     frames = v.frames
     if v.irr and not frames[-1].handler and not v.irqs_off:
+        if frames[-1].kind == IDLE and v.hp_phase == HP_HALT:
+            _haltpoll_halt_ended(h, v)  # the interrupt ends the HLT state
         _push_handler(h, v, v.irr.popleft())
     f = frames[-1]
     if f.kind == WORK:
@@ -84,12 +132,103 @@ def resume(h, v: Vcpu) -> None:
             kvm.hlt(h, v)
     else:  # IDLE
         if v.gq:
+            _leave_idle(h, v)
             frames.pop()
             _run_next_task(h, v)
             return
         v.seg_start = now
-        if h.sc.vm.idle == "hlt" and not h.sc.vm.hlt_passthrough:
-            kvm.hlt(h, v)
+        _idle_loop(h, v)
+
+
+# -- the guest idle loop ------------------------------------------------------------
+
+
+def _idle_loop(h, v: Vcpu) -> None:
+    """do_idle() on a vCPU with nothing to run (the IDLE frame executes).
+
+    - ``idle: poll`` (idle=poll): cpu_idle_poll() spins with TIF_POLLING_NRFLAG set;
+    - ``idle: hlt``: default_idle() -> HLT with the flag clear;
+    - ``idle: haltpoll``: cpuidle-haltpoll: poll_idle() with the flag set for up to
+      dev->poll_limit_ns, then HLT (default_enter_idle clears the flag first).
+    HLT exits unless ``hlt_passthrough`` (cpu-pm=on), where the vCPU halts in guest mode.
+    """
+    mode = h.sc.vm.idle
+    if mode == "poll":
+        v.polling = True
+        return
+    if mode == "haltpoll":
+        if v.hp_phase == HP_POLL:
+            v.polling = True  # still inside the poll window (resumed after an exit)
+            return
+        if v.hp_phase == HP_SELECT and _haltpoll_select(v):
+            _haltpoll_start_poll(h, v)
+            return
+        if v.hp_phase != HP_HALT:
+            v.hp_phase = HP_HALT
+            v.hp_since = h.engine.now
+    v.polling = False
+    if not h.sc.vm.hlt_passthrough:
+        kvm.hlt(h, v)
+
+
+def _haltpoll_select(v: Vcpu) -> bool:
+    """haltpoll_select(): True to poll (state 0), False to halt (state 1)."""
+    if v.hp_limit_ns == 0:
+        return False
+    # last state was a poll that hit its limit: halt; otherwise (last was halt) poll
+    return not v.hp_last_poll_timed_out
+
+
+def _haltpoll_start_poll(h, v: Vcpu) -> None:
+    """poll_idle(): spin with TIF_POLLING_NRFLAG until need_resched or the limit."""
+    v.hp_phase = HP_POLL
+    v.polling = True
+    v.hp_since = h.engine.now
+    v.hp_last_poll_timed_out = False
+    v.hp_event = h.engine.after(v.hp_limit_ns, _haltpoll_poll_limit, h, v)
+
+
+def _haltpoll_poll_limit(h, v: Vcpu) -> None:
+    """local_clock() passed the poll limit: dev->poll_time_limit = true; re-select (HLT)."""
+    v.hp_event = None
+    v.hp_last_poll_timed_out = True
+    v.hp_phase = HP_SELECT
+    v.polling = False
+    if v.state == GUEST and v.seg_start >= 0 and v.frames[-1].kind == IDLE:
+        pause(h, v)
+        resume(h, v)
+
+
+def _haltpoll_halt_ended(h, v: Vcpu) -> None:
+    """haltpoll_reflect() after HLT: adjust_poll_limit() with the halt's residency."""
+    block_ns = h.engine.now - v.hp_since
+    limit = h.sc.vm.guest_halt_poll_ns
+    cur = v.hp_limit_ns
+    if cur < block_ns <= limit:
+        v.hp_limit_ns = min(max(cur * GUEST_HALT_POLL_GROW, GUEST_HALT_POLL_GROW_START), limit)
+    elif block_ns > limit and GUEST_HALT_POLL_ALLOW_SHRINK:
+        v.hp_limit_ns = cur // GUEST_HALT_POLL_SHRINK if GUEST_HALT_POLL_SHRINK else 0
+    v.hp_last_poll_timed_out = False  # last state: halt
+    v.hp_phase = HP_SELECT
+
+
+def _leave_idle(h, v: Vcpu) -> None:
+    """need_resched in the idle loop: stop polling (or end the HLT state) and schedule."""
+    if v.hp_phase == HP_HALT:
+        _haltpoll_halt_ended(h, v)
+    elif v.hp_phase == HP_POLL:
+        h.engine.cancel(v.hp_event)
+        v.hp_event = None
+        v.hp_last_poll_timed_out = False
+    v.hp_phase = HP_SELECT
+    v.polling = False
+
+
+def _poll_notices(h, v: Vcpu) -> None:
+    """A polling idle loop sees TIF_NEED_RESCHED at its next check (no IPI)."""
+    if v.state == GUEST and v.seg_start >= 0 and v.frames[-1].kind == IDLE:
+        pause(h, v)
+        resume(h, v)
 
 
 def _work_done(h, v: Vcpu, f: Frame) -> None:
@@ -146,33 +285,81 @@ def start_task(h, task: Task) -> None:
     task.vcpu.gq.append(task)
 
 
-def _run_next_task(h, v: Vcpu) -> None:
-    task = v.gq.popleft()
+def update_curr(h, v: Vcpu) -> None:
+    """update_curr() + update_min_vruntime() of the vCPU's guest cfs_rq.
+
+    The guest clock runs while the vCPU is away (dedicated or not): run time is
+    wall time on the vCPU, as rq_clock_task without steal-time accounting."""
+    now = h.engine.now
+    curr = v.gcurr
+    floor = None
+    if curr is not None:
+        curr.vruntime += now - curr.exec_start
+        curr.exec_start = now
+        floor = curr.vruntime
+    if v.gq:
+        left = min(t.vruntime for t in v.gq)
+        floor = left if floor is None else min(floor, left)
+    if floor is not None and floor > v.gmin_vruntime:
+        v.gmin_vruntime = floor
+
+
+def _pick_next(h, v: Vcpu) -> Task:
+    """pick_next_task_fair(): the leftmost task (first queued among equals); it becomes curr."""
+    task = min(v.gq, key=_task_vruntime)
+    v.gq.remove(task)
+    now = h.engine.now
     v.gcurr = task
-    task.ran_since = h.engine.now
+    v.guest_resched = False  # __schedule() clears TIF_NEED_RESCHED
+    task.ran_since = now  # prev_sum_exec_runtime: the slice starts
+    task.exec_start = now
+    return task
+
+
+def _task_vruntime(t: Task) -> int:
+    return t.vruntime
+
+
+def _run_next_task(h, v: Vcpu) -> None:
+    task = _pick_next(h, v)
     timer.tick_start(h, v)
     v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
     resume(h, v)
 
 
-def _preempt(h, v: Vcpu, task: Task, frame: Frame) -> None:
-    """Guest preemption: ``task``'s user work waits; the next runnable task runs."""
-    task.saved = frame
+def _preempt(h, v: Vcpu, task: Task, frame: Frame | None) -> None:
+    """Guest preemption: ``task`` (its user work ``frame``, or the rest of its ops) waits."""
+    update_curr(h, v)
+    if frame is not None:
+        task.saved = frame
+    else:
+        task.resume_with = lambda: advance(h, task)
     v.gq.append(task)
+    h.stats.count(v, "guest_preemptions")
     _task_idle(h, v)
 
 
 def tick_preempt(h, v: Vcpu) -> None:
-    """scheduler_tick -> check_preempt_tick in the guest: the task's slice is used up.
+    """scheduler_tick -> check_preempt_tick in the guest, with the guest's scaled tunables.
 
-    User work is preempted at once; an rwsem optimistic spinner sees
-    need_resched() and goes to sleep (rwsem_optimistic_spin); spinlock and
-    IPI-acknowledgement spinners do not (preemption is off)."""
+    Resched when the task ran longer than its sched_slice(), or, past the
+    minimum granularity, when it is ahead of the leftmost task by more than
+    the slice.  User work is preempted at once; an rwsem optimistic spinner
+    sees need_resched() and goes to sleep (rwsem_optimistic_spin); spinlock
+    and IPI-acknowledgement spinners do not (preemption is off); kernel work
+    stops at its next return to user mode."""
     task = v.gcurr
     if task is None or not v.gq or v.state != GUEST:
         return
-    if h.engine.now - task.ran_since < scheduler.slice_ns(len(v.gq) + 1):
-        return
+    cfs = guest_cfs(len(v.vm.vcpus))
+    update_curr(h, v)
+    ideal = cfs.slice_ns(len(v.gq) + 1)
+    delta_exec = h.engine.now - task.ran_since
+    if delta_exec <= ideal:
+        if delta_exec < cfs.min_granularity_ns:
+            return
+        if task.vruntime - min(t.vruntime for t in v.gq) <= ideal:
+            return
     v.guest_resched = True
     top = v.frames[-1] if v.frames else None
     if top is not None and top.kind == SPIN and top.spin_kind == "rwsem":
@@ -195,15 +382,15 @@ def preempt_check(h, v: Vcpu) -> None:
 
 def _task_idle(h, v: Vcpu) -> None:
     """The current task blocked or ended: run the next one or go idle."""
+    update_curr(h, v)
     v.guest_resched = False
     v.gcurr = None
     if v.gq:
-        task = v.gq.popleft()
-        v.gcurr = task
-        task.ran_since = h.engine.now
+        task = _pick_next(h, v)
         v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
     else:
         v.frames.append(Frame(IDLE, kernel=True))
+        v.hp_phase = HP_SELECT
 
 
 def _continue(h, task: Task) -> None:
@@ -246,6 +433,11 @@ def advance(h, task: Task, value=None) -> None:
             task.runnable = False
             _task_idle(h, v)
             return
+        if kind == "return_to_user":
+            if v.guest_resched and v.gq:
+                _preempt(h, v, task, None)  # exit_to_usermode_loop(): schedule()
+                return
+            continue
         if kind == "wake":
             ipi_to = wake_task(h, op[1], v)
             if ipi_to is not None:
@@ -259,39 +451,87 @@ def advance(h, task: Task, value=None) -> None:
 
 
 def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
-    """try_to_wake_up in the guest; returns the vCPU to send a RESCHEDULE IPI to."""
+    """try_to_wake_up() in the guest; returns the vCPU to send a RESCHEDULE IPI to.
+
+    - placement: :func:`_select_vcpu`; a migrating task keeps its vruntime
+      relative to min_vruntime (migrate_task_rq_fair / enqueue_entity);
+    - place_entity(initial=0): the sleeper credit, vruntime at least
+      min_vruntime - sched_latency/2 (GENTLE_FAIR_SLEEPERS);
+    - check_preempt_wakeup() -> wakeup_preempt_entity(): a busy target's
+      current task is preempted only when its vruntime is ahead of the woken
+      task's by more than the wakeup granularity; an idle target always
+      reschedules (check_preempt_curr_idle);
+    - resched_curr(): TIF_NEED_RESCHED, and an IPI only to a remote vCPU whose
+      idle task is not polling (set_nr_and_not_polling; set_nr_if_polling on
+      the ttwu_queue_wakelist path).
+    """
     if task.runnable:
         task.wake_pending = True  # it has not gone to sleep yet: it will not
         return None
     task.runnable = True
-    tv = _select_vcpu(task)
+    prev = task.vcpu
+    tv = _select_vcpu(h, task)
+    if tv is not prev:
+        task.vruntime += tv.gmin_vruntime - prev.gmin_vruntime
+    update_curr(h, tv)
+    cfs = guest_cfs(len(tv.vm.vcpus))
+    task.vruntime = max(task.vruntime, tv.gmin_vruntime - cfs.latency_ns // 2)
     task.vcpu = tv
     tv.gq.append(task)
-    if tv.gcurr is not None:
-        # check_preempt_wakeup: a sleeper's vruntime credit (half of the 24 ms
-        # latency) beats the 4 ms wakeup granularity, so the woken task preempts
-        tv.guest_resched = True
-        return None if tv is waker else tv
+    curr = tv.gcurr
+    preempt = curr is None or (not tv.guest_resched and curr.vruntime - task.vruntime > cfs.wakeup_granularity_ns)
+    if preempt and curr is not None:
+        h.stats.count(tv, "wakeup_preemptions")
+    if waker is not None and tv is not waker and not _share_cache(h, waker, tv):
+        # ttwu_queue_wakelist(): the remote CPU activates the task itself, on an
+        # IPI unless its idle task polls (send_call_function_single_ipi ->
+        # set_nr_if_polling); the activation there runs check_preempt_curr
+        if tv.polling:
+            return _resched_curr(h, tv, waker)
+        if preempt:
+            tv.guest_resched = True
+        h.stats.count(tv, "wakelist_ipis")
+        return tv
+    return _resched_curr(h, tv, waker) if preempt else None
+
+
+def _share_cache(h, a: Vcpu, b: Vcpu) -> bool:
+    """cpus_share_cache(): the same guest LLC (vm.guest_llc_vcpus consecutive vCPUs)."""
+    llc = h.sc.vm.guest_llc_vcpus
+    return llc is None or a.index // llc == b.index // llc
+
+
+def _resched_curr(h, tv: Vcpu, waker: Vcpu | None) -> Vcpu | None:
+    """resched_curr(): set TIF_NEED_RESCHED; the vCPU to IPI, if any."""
+    if tv.guest_resched:
+        return None  # test_tsk_need_resched(): already set, no second IPI
+    tv.guest_resched = True
     if tv is waker:
         return None
-    if h.sc.vm.idle == "poll":
-        # TIF_POLLING_NRFLAG: the polling idle loop notices without an IPI
-        if tv.state == GUEST and tv.frames[-1].kind == IDLE and tv.seg_start >= 0:
-            pause(h, tv)
-            resume(h, tv)
+    if tv.polling:
+        h.stats.count(tv, "wakeups_polling_no_ipi")
+        _poll_notices(h, tv)
         return None
+    h.stats.count(tv, "resched_ipis")
     return tv
 
 
-def _select_vcpu(task: Task) -> Vcpu:
-    """select_idle_sibling in spirit: the previous vCPU if idle, else a nearby idle one."""
+def _select_vcpu(h, task: Task) -> Vcpu:
+    """select_idle_sibling(p, prev, prev): the previous vCPU if idle, else an idle
+    vCPU found by a short scan of its LLC (select_idle_cpu, SIS_PROP-limited),
+    else the previous vCPU.  wake_affine() (pulling a sync wakee to the waker's
+    CPU) is not modelled."""
     prev = task.vcpu
     if prev.gcurr is None and not prev.gq:
         return prev
     vcpus = prev.vm.vcpus
     n = len(vcpus)
-    for step in range(1, min(WAKE_SCAN_LIMIT, n - 1) + 1):
-        cand = vcpus[(prev.index + step) % n]
+    llc = h.sc.vm.guest_llc_vcpus or n
+    first = prev.index // llc * llc
+    size = min(llc, n - first)
+    offset = prev.index - first
+    for step in range(1, min(WAKE_SCAN_LIMIT, size - 1) + 1):
+        cand = vcpus[first + (offset + step) % size]
         if cand.gcurr is None and not cand.gq:
             return cand
     return prev

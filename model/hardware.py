@@ -49,6 +49,7 @@ class Profile:
     exit_pause_ns: float  # PLE / pause-filter exit, before kvm_vcpu_on_spin's scan
     exit_preemption_timer_ns: float  # timer expiry in guest, slow path
     exit_preemption_timer_fast_ns: float  # ... timer fastpath: inject and re-enter
+    fastpath_exit_handled_extra_ns: float  # a fastpath exit that cannot re-enter (EXIT_HANDLED) costs this more
     exit_vmcall_ns: float  # hypercall exit, base (one destination for KVM_HC_SEND_IPI)
     vmcall_send_ns: float  # when the IPI leaves, into a KVM_HC_SEND_IPI exit
     kvm_irq_delivery_ns: float  # each further destination inside a sender's exit (kvm_apic_set_irq + kick)
@@ -137,6 +138,9 @@ SKYLAKE = Profile(
     exit_pause_ns=260.0,  # systemtap kvm_service_time example: PAUSE ~0.26 us
     exit_preemption_timer_ns=1638.5,  # calibrated: fast path + 938.5 ns (26efe2fd92e5 cyclictest)
     exit_preemption_timer_fast_ns=700.0,  # calibrated: as a fastpath TSC-deadline exit (~718 ns)
+    # published (hackbench helper): IPI fastpath v2 cover letter, fastpath 3543 vs fastpath
+    # re-entering inside the run loop 3293 cycles: completing the exit costs 250 cycles more
+    fastpath_exit_handled_extra_ns=_cyc(250),
     exit_vmcall_ns=800.0,  # assumed: hypercall exit, as an MSR exit plus dispatch
     vmcall_send_ns=800.0 * 2338 / 2750,  # derived: the slow MSR path's share of its exit
     # derived: 4180bf1b655a, 80-vCPU VM, PV broadcast 3686978720 ns / 100000 ops = 36.9 us:

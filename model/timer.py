@@ -16,6 +16,15 @@ Expiry by the vCPU's state:
 The guest tick is a TSC-deadline timer every 1/HZ that stops when the vCPU
 goes idle (NOHZ); its handler re-arms with another MSR 0x6e0 write, so a tick
 in the guest is one chain: expiry exit, handler, arming exit.
+
+Re-entering from the fastpath (vmx_vcpu_run, 5.8: ``EXIT_FASTPATH_REENTER_GUEST``
+re-enters only if ``!kvm_vcpu_exit_request()``, else the exit completes as
+``EXIT_FASTPATH_EXIT_HANDLED``).  An expiry handled in the fastpath
+(apic_timer_expired with ``from_timer_fn`` false) injects the interrupt
+directly only with APICv; without it, it raises KVM_REQ_PENDING_TIMER, a
+pending request, so it never re-enters.  An exit that completes pays the way
+out of vcpu_enter_guest and back that the re-entry skips
+(``fastpath_exit_handled_extra_ns``).
 """
 
 from __future__ import annotations
@@ -31,11 +40,56 @@ TICK_WORK_NS = 1_500  # assumed: scheduler_tick + hrtimer bookkeeping in the gue
 
 
 def hw_timer(h) -> bool:
-    """Is the VMX preemption timer in use (Intel, MWAIT not passed through)?"""
-    return h.prof.vendor == "intel" and h.prof.has_preemption_timer
+    """kvm_can_use_hv_timer(): the VMX preemption timer (Intel), unless MWAIT is passed through."""
+    return h.prof.vendor == "intel" and h.prof.has_preemption_timer and not mwait_in_guest(h)
+
+
+def mwait_in_guest(h) -> bool:
+    """kvm_mwait_in_guest(): cpu-pm=on passes MWAIT through (the scenario's VM hint)."""
+    return bool(getattr(h.sc.vm, "mwait_passthrough", False))
+
+
+def apicv_active(h) -> bool:
+    """vcpu->arch.apicv_active on Intel (the timer fastpath is VMX-only)."""
+    return h.sc.vm.apicv and h.prof.has_apicv
+
+
+def exit_request(h, v: Vcpu) -> bool:
+    """kvm_vcpu_exit_request(): a pending request, a signal, need_resched, EXITING_GUEST_MODE.
+
+    Of these the model has the host's need_resched and the requests that a
+    non-posted interrupt raises (KVM_REQ_EVENT); it sends no signals to vCPU
+    threads, and its kicks of running vCPUs are posted or become exits."""
+    return v.pcpu.need_resched or (bool(v.irr) and not apicv_active(h))
+
+
+def fastpath_reenters(h, v: Vcpu, expired: bool) -> bool:
+    """Does a fastpath-handled timer exit re-enter the guest at once?
+
+    ``expired``: the timer expired in the fastpath (a preemption-timer exit, or
+    a deadline written in the past), so without APICv KVM_REQ_PENDING_TIMER is
+    pending."""
+    if expired and not apicv_active(h):
+        return False
+    return not exit_request(h, v)
+
+
+def arm_phase(h, v: Vcpu, expired: bool) -> tuple:
+    """The MSR 0x6e0 write exit (handle_fastpath_set_tscdeadline on the fastpath)."""
+    prof = h.prof
+    if not (hw_timer(h) and h.sc.features.timer_fastpath):
+        return (M_EXIT, prof.exit_msr_tscdeadline_ns, "MSR_WRITE", "0x6e0")
+    cost = prof.exit_msr_tscdeadline_fast_ns
+    if not fastpath_reenters(h, v, expired):
+        h.stats.count(v, "timer_fastpath_exit_handled")
+        cost += prof.fastpath_exit_handled_extra_ns
+    else:
+        h.stats.count(v, "timer_fastpath_reentries")
+    return (M_EXIT, cost, "MSR_WRITE", "0x6e0")
 
 
 def arm_cost(h) -> float:
+    """The TSC-deadline write of a tick re-arm (a future deadline: no request raised)."""
     if hw_timer(h) and h.sc.features.timer_fastpath:
         return h.prof.exit_msr_tscdeadline_fast_ns
     return h.prof.exit_msr_tscdeadline_ns
@@ -45,8 +99,15 @@ def expiry_phase(h, v: Vcpu) -> tuple:
     """The exit a timer expiry causes while the vCPU runs guest code."""
     prof = h.prof
     if hw_timer(h):
-        fast = h.sc.features.timer_fastpath and not v.pcpu.need_resched
-        cost = prof.exit_preemption_timer_fast_ns if fast else prof.exit_preemption_timer_ns
+        if not h.sc.features.timer_fastpath:
+            return (M_EXIT, prof.exit_preemption_timer_ns, "PREEMPTION_TIMER", "")
+        # handle_fastpath_preemption_timer -> kvm_lapic_expired_hv_timer
+        cost = prof.exit_preemption_timer_fast_ns
+        if fastpath_reenters(h, v, expired=True):
+            h.stats.count(v, "timer_fastpath_reentries")
+        else:
+            h.stats.count(v, "timer_fastpath_exit_handled")
+            cost += prof.fastpath_exit_handled_extra_ns
         return (M_EXIT, cost, "PREEMPTION_TIMER", "")
     return (M_EXIT, prof.exit_external_interrupt_ns + prof.hrtimer_irq_ns, "EXTERNAL_INTERRUPT", "")
 
@@ -62,12 +123,14 @@ def arm(h, v: Vcpu, deadline_ns: int, on_handled: Callable[[], None], cont) -> N
     """
     h.engine.cancel(v.timer_event)
     irq = Irq("timer", h.prof.guest_irq_ns, on_handled)
-    if deadline_ns <= h.engine.now:
+    expired = deadline_ns <= h.engine.now
+    phase = arm_phase(h, v, expired)
+    if expired:
         v.timer_event = None
         v.irr.append(irq)
     else:
         v.timer_event = h.engine.at(deadline_ns, _expire, h, v, irq)
-    kvm.simple_exit(h, v, "MSR_WRITE", arm_cost(h), "0x6e0", cont)
+    kvm.exit_chain(h, v, (phase,), cont)
 
 
 def _expire(h, v: Vcpu, irq: Irq) -> None:

@@ -65,6 +65,8 @@ class Task:
     wake_pending: bool = False  # woken while still on its way to sleep
     resume_with: Callable[[], Any] | None = None  # what a woken task does first (retry a lock)
     saved: Frame | None = None  # user work interrupted by a guest preemption
+    vruntime: int = 0  # guest CFS virtual runtime (nice 0: 1:1 with run time)
+    exec_start: int = 0  # when its current run on the vCPU was last charged
 
 
 @dataclass(slots=True, eq=False)
@@ -119,6 +121,13 @@ class Vcpu:
     gq: deque = field(default_factory=deque)  # runnable guest tasks
     gcurr: Task | None = None
     guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
+    gmin_vruntime: int = 0  # the guest cfs_rq's min_vruntime
+    polling: bool = False  # TIF_POLLING_NRFLAG of the guest idle task (idle=poll, haltpoll's poll state)
+    hp_phase: int = 0  # cpuidle-haltpoll: 0 select, 1 polling, 2 halted (model.guest HP_*)
+    hp_limit_ns: int = 0  # cpuidle-haltpoll dev->poll_limit_ns
+    hp_last_poll_timed_out: bool = False  # last state was poll and it hit its limit (dev->poll_time_limit)
+    hp_since: int = 0  # when the current poll or halt began
+    hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
     timer_event: Any = None  # workload hrtimer (cyclictest)
     # time accounting

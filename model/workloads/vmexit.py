@@ -12,7 +12,9 @@ from __future__ import annotations
 from model import apic, guest, timer
 from model.vcpu import SPIN, Frame, Irq, Task
 
-TSCDEADLINE_DELTA_NS = 1  # "tscdeadline": the deadline is the TSC read just before the write
+# "tscdeadline": kvm-unit-tests x86/vmexit.c tscdeadline() writes rdtsc() + 3000 and spins until
+# the handler ran, so a write that returns before the deadline leaves the guest waiting for the expiry.
+TSCDEADLINE_DELTA_CYCLES = 3000
 
 
 def build(h, vm, knobs, rng) -> None:
@@ -30,7 +32,7 @@ def _loop(h, task: Task, test: str, target):
         elif test == "tscdeadline_immed":
             yield ("call", _tsc_write, t0 - 1)
         else:
-            yield ("call", _tsc_write, t0 + TSCDEADLINE_DELTA_NS)
+            yield ("call", _tsc_write, t0 + round(h.prof.cyc_to_ns(TSCDEADLINE_DELTA_CYCLES)))
         h.stats.sample(v, "vmexit_ops", h.engine.now - t0)
 
 

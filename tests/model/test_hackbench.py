@@ -1,0 +1,102 @@
+"""hackbench as the kernel runs it: socket and pipe buffers, who sleeps and who wakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.simulate import build, start
+from model.workloads import hackbench
+from tests.model.conftest import run, scenario
+
+SMALL_HB = {"workload.kind": "hackbench", "vm.vcpus": 8, "workload.hackbench.groups": 1,
+            "workload.hackbench.senders": 4, "workload.hackbench.receivers": 4}
+
+
+def test_a_100_byte_unix_message_charges_768_bytes_of_truesize():
+    # 128 (aligned data) + 320 (skb_shared_info) -> kmalloc-512; + 256 (struct sk_buff)
+    assert hackbench.unix_skb_truesize(100) == 768
+    assert hackbench.unix_skb_truesize(1000) == 2048 + 256  # 1024 + 320 -> kmalloc-2048
+
+
+def test_socket_and_pipe_capacities_and_wake_thresholds():
+    knobs = scenario(**SMALL_HB).workload.hackbench
+    sock = hackbench.Channel(knobs)
+    assert sock.capacity == 278  # writes proceed while 768 * n < 212992
+    assert sock.wake_at == 69  # unix_writable(): 4 * 768 * n <= 212992
+    pipe = hackbench.Channel(knobs.model_copy(update={"pipe": True}))
+    assert pipe.capacity == 16 * 40  # 16 pages of 40 merged 100-byte writes
+    for _ in range(pipe.capacity):
+        assert pipe.writable()
+        pipe.queued += 1
+        pipe.written_total += 1
+    assert not pipe.writable() and pipe.pipe_full()
+    pipe.queued -= 1
+    pipe.read_total += 1  # one read: the first page still holds 39 messages
+    assert not pipe.writable() and pipe.pipe_full()
+    pipe.queued -= 39
+    pipe.read_total += 39  # the first page is free: a slot for the next write
+    assert pipe.writable() and not pipe.pipe_full()
+
+
+def _sampled_run(**overrides):
+    """Run a small hackbench and sample every channel every 5 us."""
+    h = build(scenario(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, **overrides}), 1)
+    start(h)
+    channels = []
+    for v in h.vms[0].vcpus:
+        for task in list(v.gq):
+            frame = task.gen.gi_frame
+            if frame is not None and "ch" in frame.f_locals:
+                channels.append(frame.f_locals["ch"])
+    samples = []
+
+    def sample():
+        samples.append([(c.queued, len(c.writers), c.capacity, c.wake_at) for c in channels])
+        h.engine.after(5_000, sample)
+
+    h.engine.after(5_000, sample)
+    h.engine.run(10_000_000)
+    return h, channels, samples
+
+
+def test_receivers_are_found():
+    _h, channels, _samples = _sampled_run()
+    assert len(channels) == 4
+
+
+@pytest.mark.parametrize("pipe", [False, True])
+def test_a_sender_blocks_only_on_a_full_buffer(pipe):
+    # slow receivers: the buffers fill up and the senders sleep on them
+    _h, channels, samples = _sampled_run(**{"workload.hackbench.recv_ns": 20_000, "workload.hackbench.pipe": pipe})
+    peak = max(q for row in samples for q, _, _, _ in row)
+    capacity = channels[0].capacity
+    if pipe:
+        # full = 16 slots in use: the tail page may be partly read already
+        assert capacity - channels[0].per_page < peak <= capacity
+    else:
+        assert peak == capacity  # full, never beyond
+    blocked = [(q, cap, wake_at) for row in samples for q, n_w, cap, wake_at in row if n_w]
+    assert blocked
+    if not pipe:
+        # a sleeping writer stays asleep until the queue has drained to a quarter (unix_writable)
+        assert all(q > wake_at for q, cap, wake_at in blocked)
+    # fast receivers: the buffers never fill and no sender ever sleeps
+    _h, channels, samples = _sampled_run(**{"workload.hackbench.recv_ns": 100, "workload.hackbench.pipe": pipe})
+    assert all(n_w == 0 for row in samples for _, n_w, _, _ in row)
+    assert max(q for row in samples for q, _, _, _ in row) < capacity
+
+
+def test_hackbench_reports_messages_and_the_run_time():
+    r = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1})
+    m = r.metrics
+    hb = scenario(**SMALL_HB).workload.hackbench
+    assert m["messages_per_s"] > 0
+    assert m["hackbench_time_s"] == pytest.approx(hb.groups * hb.senders * hb.receivers * hb.loops
+                                                  / m["messages_per_s"])
+
+
+def test_polling_guests_need_fewer_wakeup_ipis_than_halting_ones():
+    hlt = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, "vm.idle": "hlt"})
+    poll = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, "vm.idle": "poll"})
+    assert poll.metrics["ipis_per_s"] < 0.5 * hlt.metrics["ipis_per_s"]
+    assert not any(row.reason == "HLT" for row in poll.exits)
