@@ -229,18 +229,22 @@ ROME = replace(
     # SVM vmsave/vmload discussion, Dec 2020)
     exit_vmcall_ns=1860.0 - 110.0 - 200.0 - _cyc(700) + _cyc(1360, _ROME_GHZ) / 2,
     # calibrated: rome-180vcpu-apic-modes ipi_benchmark avic0_xapic, 12313907508.5 ns per
-    # 100000 broadcasts = 123.1 us: less 179 csd lines, the ICR read and write exits and the
-    # last target's response (~1.6 us), over 178 further destinations
-    kvm_irq_delivery_ns=(123_139.0 - 179 * 110.0 - 3_000.0 - 1_600.0) / 178,
+    # 100000 broadcasts = 123.1 us: less 179 csd lines (guest work at smt_speed 0.62: the
+    # sender's sibling runs another, polling, vCPU), the ICR read and write exits (3.0 us)
+    # and the last target's response as simulated (EXTERNAL_INTERRUPT exit, injection,
+    # handler, ack line: 2.7 us), over 178 further destinations
+    kvm_irq_delivery_ns=(123_139.0 - 179 * 110.0 / 0.62 - 3_000.0 - 2_700.0) / 178,
     exit_avic_incomplete_ipi_ns=2000.0,  # assumed: AVIC_INCOMPLETE_IPI exit + kick
     # calibrated: epyc-unicast-avic-vs-pv-send-ipi, AVIC 1390 ns one-way = csd line (110) +
     # AVIC ICR write (accel_ipi_send_ns, 800) + doorbell + guest handler (280)
     posted_delivery_ns=1390.0 - 110.0 - 800.0 - _cyc(700),
     accel_ipi_send_ns=800.0,  # calibrated: rome-180vcpu-apic-modes ebizzy AVIC/no-AVIC xAPIC ratio (1.93)
     # calibrated: rome-180vcpu-apic-modes ipi_benchmark avic1_xapic / avic0_xapic = 1.552:
-    # AVIC handles the 179 destinations of a shorthand one after another; 191.1 us per
-    # broadcast less 179 csd lines and the unicast cost, over 178 further destinations
-    avic_ipi_per_target_ns=(191_064.0 - 179 * 110.0 - 800.0 - 200.0 - _cyc(700) - 110.0) / 178,
+    # AVIC handles the 179 destinations of a shorthand one after another, on the sender's
+    # core (guest time, at smt_speed 0.62); 191.1 us per broadcast less 179 csd lines and
+    # the last doorbell + handler + ack line (0.34 us as simulated), less the unicast
+    # write (800 ns), over 178 further destinations
+    avic_ipi_per_target_ns=((191_064.0 - 179 * 110.0 / 0.62 - 340.0) * 0.62 - 800.0) / 178,
     # assumed: a cache line in another CCX (Zen 2 cross-CCX / IO-die hop, ~110 ns)
     csd_per_target_ns=110.0,
     exit_pause_ns=400.0,  # assumed: SVM PAUSE intercept, above Intel's 0.26 us
