@@ -24,13 +24,19 @@ CASES = {
                                           "overcommit": 2.0},
     "hackbench-crowded": {"workload.kind": "hackbench", "workload.hackbench.groups": 2},
     "ebizzy-two-threads-per-vcpu-spinning": {"workload.kind": "ebizzy", "features.pv_tlb_flush": False},
+    "ipi_benchmark-broadcast-rome-avic-halting": {"workload.kind": "ipi_benchmark", "hardware": "rome",
+                                                  "vm.apic": "xapic", "vm.avic": True, "vm.halt_poll_ns": 0},
+    "ipi_benchmark-multicast-pv-cluster": {"workload.kind": "ipi_benchmark", "vm.apic": "x2apic_cluster",
+                                           "workload.ipi_benchmark.mode": "multicast",
+                                           "features.ipi_shorthand": False},
     "hackbench-sapphirerapids-ipiv": {"workload.kind": "hackbench", "hardware": "sapphirerapids",
                                       "vm.apic": "x2apic_phys", "workload.hackbench.groups": 1},
 }
 
 
 PROGRESS = {"cpu-bound": "compute_s_per_s", "cyclictest": "timer_latency_avg_us", "hackbench": "messages_per_s",
-            "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles"}
+            "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles",
+            "ipi_benchmark": "ipi_benchmark_ns_per_op"}
 
 
 @pytest.mark.parametrize("case", CASES)
