@@ -123,11 +123,11 @@ def resume(h, v: Vcpu) -> None:
         v.seg_start = now
         spin.spinning(h, v, f)
     elif f.kind == PVWAIT:
-        if v.pv_unhalted:  # kicked: back to the spin loop below
-            v.pv_unhalted = False
+        if f.halted:  # the HLT is over (KICK_CPU, or an interrupt with IF = 1): pv_wait() returns
             frames.pop()
             resume(h, v)
-        else:
+        else:  # kvm_wait(): HLT (KVM returns at once if pv_unhalted is already set)
+            f.halted = True
             v.seg_start = now
             kvm.hlt(h, v)
     else:  # IDLE

@@ -187,6 +187,7 @@ def runnable_in_halt(v: Vcpu) -> bool:
 
 def halt(h, v: Vcpu) -> None:
     if runnable_in_halt(v):
+        v.pv_unhalted = False  # vcpu_block(): leaving KVM_MP_STATE_HALTED clears it
         enter_guest(h, v)
         return
     now = h.engine.now
@@ -222,6 +223,8 @@ def block(h, v: Vcpu) -> None:
 
 def kick(h, v: Vcpu) -> None:
     """kvm_vcpu_kick(): wake a halted vCPU, or end its halt-poll."""
+    if v.state in (POLL, HALTED):
+        v.pv_unhalted = False  # vcpu_block(): the halt is over
     if v.state == POLL:
         # a successful poll: back into the guest without a context switch,
         # paying only the VM entry (the pCPU books it as polling)

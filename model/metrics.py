@@ -185,6 +185,8 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
     m["directed_yield_successes"] = float(st.counters["directed_yield_yielded"])
     m["directed_yield_esrch"] = float(st.counters["directed_yield_esrch"])
     m["tlb_shootdowns_per_s"] = st.counters["tlb_shootdowns"] / sim_s
+    m["spinlock_steals_per_s"] = st.counters["spinlock_steals"] / sim_s
+    m["pv_waits_per_s"] = st.counters["pv_waits"] / sim_s
     polls = sum(v.polls for v in vm0)
     m["halt_poll_success_pct"] = 100.0 * sum(v.polls_ok for v in vm0) / polls if polls else math.nan
     pcpu_ns = sum(sum(t) for t in pcpu_totals)

@@ -55,6 +55,8 @@ METRICS: dict[str, str] = {
     "directed_yield_esrch": "yield_to calls that failed with ESRCH (both queues hold one task)",
     "pv_sched_yields": "SCHED_YIELD hypercalls",
     "kicks": "KICK_CPU hypercalls",
+    "spinlock_steals_per_s": "queued-spinlock acquisitions ahead of queued waiters (PV unfair trylock) per second",
+    "pv_waits_per_s": "queued-spinlock waiters halting in pv_wait (kvm_wait's HLT) per second",
     "queue_head_boosts": "KICK_CPU yields to the kicked queue head",
     "tlb_shootdowns_per_s": "TLB shootdowns (call-function-many flushes) per second",
     "tlb_flushes_deferred": "flushes left to a preempted target by PV TLB flush",

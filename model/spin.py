@@ -1,7 +1,9 @@
 """Spinning at CPL 0, PLE / pause filter, and directed yield (the boost mechanisms).
 
 A SPIN frame is guest code in a PAUSE loop (waiting for IPI acknowledgements,
-queued-spinlock spinning, rwsem optimistic spinning).  With ``ple`` on, after
+queued-spinlock spinning, rwsem optimistic spinning).  A queued-spinlock loop
+decides for itself when it takes the lock or halts (``locks.qspin_spinning``);
+the loop's next stop is whichever comes first of that and the PLE exit.  With ``ple`` on, after
 the PLE window of continuous spinning it takes a PAUSE exit (Intel: window in
 cycles, x2 per exit, reset on sched-in; AMD: pause filter count in PAUSEs) and
 KVM runs :func:`on_spin`, which is ``kvm_vcpu_on_spin()`` of
@@ -12,6 +14,8 @@ posted interrupt pending.
 """
 
 from __future__ import annotations
+
+import math
 
 from model import apic, guest, kvm, locks, scheduler
 from model.vcpu import GUEST, HALTED, Frame, Vcpu
@@ -44,21 +48,45 @@ def window_ns(h, v: Vcpu) -> int:
 
 
 def spinning(h, v: Vcpu, f: Frame) -> None:
-    """A SPIN frame starts (or resumes) executing on ``v``."""
-    budget = f.budget
-    if h.sc.features.ple and f.kernel:
-        ple = window_ns(h, v)
-        if ple < budget:
-            v.seg_event = h.engine.after(ple, _ple_exit, h, v)
-            return
-    if budget != float("inf"):
-        v.seg_event = h.engine.after(max(1, int(budget)), _budget_spent, h, v, f)
+    """A SPIN frame starts (or resumes) executing on ``v``: a fresh PLE window opens.
+
+    The PLE counter restarts at every VM entry, so each stretch of guest
+    spinning gets the whole window (``ple_window``, grown per exit)."""
+    f.ple_at = h.engine.now + window_ns(h, v) if h.sc.features.ple and f.kernel else -1
+    _arm(h, v, f)
 
 
-def _budget_spent(h, v: Vcpu, f: Frame) -> None:
-    """A bounded spin (PV spinlock threshold, rwsem reader spin) ran out."""
+def respin(h, v: Vcpu, f: Frame) -> None:
+    """What the executing loop ``f`` polls changed: it re-decides now, in the same PLE window."""
+    guest.pause(h, v)
+    v.seg_start = h.engine.now
+    _arm(h, v, f)
+
+
+def _arm(h, v: Vcpu, f: Frame) -> None:
+    """Schedule the loop's next stop: the PLE exit or its own decision point, whichever first."""
+    if f.spin_kind == "qspin":
+        stop = locks.qspin_spinning(h, v, f)
+        if stop is None:
+            return  # took the lock, or halted in pv_wait
+    else:
+        stop = f.budget
+    now = h.engine.now
+    if f.ple_at >= 0 and f.ple_at - now < stop:
+        v.seg_event = h.engine.at(max(f.ple_at, now + 1), _ple_exit, h, v)
+        return
+    if stop != math.inf:
+        v.seg_event = h.engine.after(max(1, math.ceil(stop)), _stop, h, v, f)
+
+
+def _stop(h, v: Vcpu, f: Frame) -> None:
+    """The loop reached a decision point (PV spinlock threshold or check, rwsem reader spin)."""
     v.seg_event = None
     guest.pause(h, v)
+    if f.spin_kind == "qspin":
+        v.seg_start = h.engine.now
+        _arm(h, v, f)
+        return
     locks.spin_budget_spent(h, v, f)
     if v.state == GUEST and v.seg_start < 0:
         guest.resume(h, v)
@@ -132,20 +160,37 @@ def directed_yield(h, me: Vcpu, target: Vcpu) -> str:
 
 
 def sched_yield_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
-    """KVM_HC_SCHED_YIELD (f85f6e7bd1d2): a VMCALL; yield if the target is ``ready``."""
+    """KVM_HC_SCHED_YIELD (f85f6e7bd1d2): a VMCALL exit, then ``kvm_sched_yield()``."""
     h.stats.pv_sched_yield(me)
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "SCHED_YIELD", cont)
-    if target is not me and target.ready and directed_yield(h, me, target) == scheduler.YIELDED:
-        me.pcpu.need_resched = True
+    _kvm_sched_yield(h, me, target)
 
 
 def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
-    """KVM_HC_KICK_CPU: pv_unhalted + wake; with boost_queue_head also yield to it."""
+    """KVM_HC_KICK_CPU from the unlocker (kvm_kick_cpu): a VMCALL exit, then
+    ``kvm_pv_kick_cpu_op()`` -- an APIC_DM_REMRD message, which
+    ``__apic_accept_irq()`` turns into ``pv_unhalted = 1`` + ``kvm_vcpu_kick()``
+    (waking a halted target sets ``ready``) -- and, with ``boost_queue_head``
+    (266e85a5ec91, 5.4: "Boost queue head vCPU to mitigate lock waiter
+    preemption"), ``kvm_sched_yield(vcpu->kvm, a1)``: the unlocker's pCPU is
+    yielded to the kicked vCPU if it is ``ready``."""
     h.stats.kick(me)
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "KICK_CPU", cont)
     target.pv_unhalted = True
     kvm.kick(h, target)
-    boost = h.sc.features.boost_queue_head and target is not me and target.ready
-    if boost and directed_yield(h, me, target) == scheduler.YIELDED:
+    if h.sc.features.boost_queue_head and _kvm_sched_yield(h, me, target):
         h.stats.queue_head_boost(me)
-        me.pcpu.need_resched = True
+
+
+def _kvm_sched_yield(h, me: Vcpu, target: Vcpu) -> bool:
+    """kvm_sched_yield() (arch/x86/kvm/x86.c): ``kvm_vcpu_yield_to(target)``.
+
+    266e85a5ec91 added ``READ_ONCE(target->ready)`` to the condition (hosts
+    before it, ``boost_queue_head`` off, yield to any target); the kernel
+    ignores a yield to oneself.  True when the caller yielded its pCPU."""
+    if target is me or (h.sc.features.boost_queue_head and not target.ready):
+        return False
+    if directed_yield(h, me, target) != scheduler.YIELDED:
+        return False
+    me.pcpu.need_resched = True
+    return True

@@ -25,7 +25,7 @@ STATE_NAMES = ("GUEST", "EXIT", "HALTED", "RUNNABLE", "POLL")
 # vCPU time buckets (steal = RUNNABLE).
 ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = range(3)
 
-# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() until kicked.
+# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() (kvm_wait's HLT).
 WORK, SPIN, IDLE, PVWAIT = range(4)
 
 
@@ -39,7 +39,10 @@ class Frame:
     on_done: Callable[[], Any] | None = None  # WORK: called when it completes
     handler: bool = False  # an interrupt handler (interrupts stay masked)
     spin_kind: str = ""  # SPIN: "csfm" (IPI acknowledgements), "qspin", "rwsem"
-    budget: float = float("inf")  # SPIN: spinning left before pv_wait (PV spinlock)
+    budget: float = float("inf")  # SPIN: spinning left in the bounded loop (PV spinlock, rwsem)
+    ple_at: int = -1  # SPIN: when the current PLE window runs out (-1: no PLE exit due)
+    waiter: Any = None  # SPIN "qspin": the lock waiter (model.locks.Waiter) spinning here
+    halted: bool = False  # PVWAIT: its HLT was executed; the next resume returns from pv_wait
 
 
 @dataclass(slots=True, eq=False)

@@ -8,7 +8,7 @@ script idle.  Co-runner VMs (overcommit) run their usual workload.
 
 from __future__ import annotations
 
-from model import apic, guest
+from model import apic, guest, scheduler
 from model.simulate import build, start
 from model.vcpu import Irq, Task
 from model.workloads import BUILDERS
@@ -23,6 +23,36 @@ def mark(log: dict, key: str):
         guest.advance(h, task)
 
     return ("call", op)
+
+
+def probe(log: dict, key: str, fn):
+    """An op that records ``fn(h)`` under ``key`` and goes on."""
+
+    def op(h, task):
+        log[key] = fn(h)
+        guest.advance(h, task)
+
+    return ("call", op)
+
+
+def preempt(h, v) -> None:
+    """The host scheduler switches ``v`` out for the other runnable thread on its pCPU.
+
+    That thread (a co-runner vCPU) runs its whole slice unless ``run_again``
+    brings ``v`` back first."""
+    p = v.pcpu
+    other = p.rq[0]
+    other.vruntime = min(other.vruntime, v.vruntime - 1)
+    p.next_buddy = other
+    scheduler.resched(h, p)
+
+
+def run_again(h, v) -> None:
+    """The host scheduler switches the runnable ``v`` back in on its pCPU."""
+    p = v.pcpu
+    v.vruntime = min(v.vruntime, p.curr.vruntime - 1)
+    p.next_buddy = v
+    scheduler.resched(h, p)
 
 
 def send_ipi(log: dict, key: str, target_index: int, cost_ns: float = 1_000.0):
@@ -58,4 +88,5 @@ def scripted_host(scripts: dict[int, list], seed: int = 1, **overrides):
     finally:
         BUILDERS[kind] = real
     start(h)
+    h.stats.start_measuring(0)
     return h

@@ -100,3 +100,18 @@ def test_polling_guests_need_fewer_wakeup_ipis_than_halting_ones():
     poll = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, "vm.idle": "poll"})
     assert poll.metrics["ipis_per_s"] < 0.5 * hlt.metrics["ipis_per_s"]
     assert not any(row.reason == "HLT" for row in poll.exits)
+
+
+@pytest.mark.parametrize("case", [
+    {"vm.idle": "haltpoll"},
+    {"vm.idle": "haltpoll", "vm.hlt_passthrough": True, "vm.guest_llc_vcpus": 4, "hardware": "rome",
+     "vm.apic": "xapic", "vm.avic": True},
+    {"workload.hackbench.pipe": True, "vm.idle": "poll"},
+])
+def test_invariants_hold_with_polling_guests_and_pipes(case):
+    r = run(seed=2, **{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, **case})
+    inv = r.invariants
+    assert inv["pcpu_time_error_ns"] == 0
+    assert inv["ipis_sent"] == inv["ipis_handled"] + inv["ipis_pending"] + inv["ipis_in_flight"]
+    assert inv["exit_table_samples"] == inv["exits_counted"]
+    assert r.metrics["messages_per_s"] > 0

@@ -108,3 +108,49 @@ def test_without_ple_no_pause_exits():
     r = run(overcommit=2.0, **{**EBIZZY, "features.ple": False, "sim.duration_ms": 60})
     assert r.metrics["ple_exits_per_s"] == 0
     assert not any(row.reason == "PAUSE" for row in r.exits)
+
+
+LOCKBENCH = {"workload.kind": "lockbench", "vm.vcpus": 8, "corunner.workload": "same", "sim.duration_ms": 40,
+             "sim.warmup_ms": 10, "overcommit": 2.0, "features.pv_spinlock": False}
+
+
+def test_queued_spinlock_waiters_pause_at_cpl0_and_take_ple_exits():
+    on = run(**LOCKBENCH)
+    off = run(**{**LOCKBENCH, "features.ple": False})
+    assert on.metrics["ple_exits_per_s"] > 0
+    assert sum(row.samples for row in on.exits if row.reason == "PAUSE") > 0
+    assert on.metrics["directed_yield_successes"] > 0  # kvm_vcpu_on_spin found ready vCPUs to boost
+    assert off.metrics["ple_exits_per_s"] == 0 and off.metrics["directed_yield_attempts"] == 0
+
+
+def test_a_spinner_re_deciding_keeps_its_ple_window():
+    from model import locks
+    from model.vcpu import SPIN
+    from tests.model.scripted import scripted_host
+
+    lock = locks.QSpinLock()
+    scripts = {0: [("call", locks.spin_lock, lock), ("run", 500_000, True), ("call", locks.spin_unlock, lock)],
+               1: [("run", 20_000, False), ("call", locks.spin_lock, lock), ("call", locks.spin_unlock, lock)]}
+    h = scripted_host(scripts, **{"vm.vcpus": 8})
+    v = h.vms[0].vcpus[1]
+    h.engine.run(30_000)
+    while not (v.frames[-1].kind == SPIN and v.seg_start >= 0):
+        h.engine.run(h.engine.now + 100)
+    f = v.frames[-1]
+    ple_at = f.ple_at
+    assert ple_at > h.engine.now
+    spin.respin(h, v, f)
+    assert f.ple_at == ple_at and v.seg_event[0] == ple_at  # the PLE exit is still due when it was
+
+
+@pytest.mark.parametrize("boost_queue_head", [False, True])
+def test_kvm_sched_yield_checks_ready_only_with_266e85a5ec91(boost_queue_head):
+    h = _on_spin_host(**{"features.boost_queue_head": boost_queue_head})
+    vm = h.vms[0]
+    me = next(v for v in vm.vcpus if h.pcpus[v.pinned].curr is v)
+    target = next(v for v in vm.vcpus if v is not me)
+    target.ready = False
+    yielded = spin._kvm_sched_yield(h, me, target)
+    assert not yielded or not boost_queue_head
+    assert h.stats.counters["directed_yield_attempts"] == (0 if boost_queue_head else 1)
+    assert spin._kvm_sched_yield(h, me, me) is False  # never to oneself
