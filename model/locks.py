@@ -36,6 +36,8 @@ spin loop:
   and sets ``_Q_SLOW_VAL``: the new holder's unlock wakes it.  A waiter woken
   without the MCS lock or the lock word (a spurious wake-up: an interrupt)
   spins again.
+- virt_spin_lock (``slowpath``: HLT exits disabled, so no PV_UNHALT): an
+  unqueued test-and-set loop; whoever polls the free word first takes it.
 - ``spin_lock_irqsave`` (``irqsave``): the waiter spins and halts with
   interrupts disabled (``kvm_wait`` executes HLT with IF = 0, which only
   KICK_CPU ends), and takes no interrupt until ``spin_unlock_irqrestore``.
@@ -67,6 +69,11 @@ SPIN_THRESHOLD = 1 << 15  # loop iterations before pv_wait (head and nodes)
 PV_PREV_CHECK_MASK = 0xFF  # pv_wait_early(): the predecessor is checked when (loop & mask) == 0
 VCPU_RUNNING, VCPU_HALTED, VCPU_HASHED = range(3)  # enum vcpu_state of a pv_node
 
+# Which slowpath the guest runs (kvm_spinlock_init, arch/x86/kernel/kvm.c).
+NATIVE = "native"  # native_queued_spin_lock_slowpath (kvm-hint-dedicated, nopvspin)
+PARAVIRT = "paravirt"  # __pv_queued_spin_lock_slowpath
+VIRT_TAS = "virt"  # virt_spin_lock(): the test-and-set fallback without KVM_FEATURE_PV_UNHALT
+
 # What a waiter is doing.
 STEAL = "steal"  # in pv_hybrid_queued_unfair_trylock (not queued)
 PENDING = "pending"  # native: set the pending bit, spins on the locked byte (not queued)
@@ -74,6 +81,19 @@ NODE = "node"  # queued behind a predecessor (pv_wait_node / arch_mcs_spin_lock_
 HEAD = "head"  # the MCS lock is ours: waiting for the word (pv_wait_head_or_lock)
 
 _STOP_SLACK_NS = 2.0  # a stop event lands up to 1 ns late (whole-ns events): still "at" its point
+
+
+def slowpath(h) -> str:
+    """The guest's spinlock slowpath, as kvm_spinlock_init() picks it.
+
+    With HLT exits disabled (cpu-pm=on, ``hlt_passthrough``) KVM hides
+    KVM_FEATURE_PV_UNHALT (kvm_update_cpuid: ``kvm_hlt_in_guest``), so
+    kvm_spinlock_init() returns before disabling ``virt_spin_lock_key``: every
+    waiter spins in virt_spin_lock()'s unqueued test-and-set loop.  Otherwise
+    ``pv_spinlock`` selects the PV slowpath, its absence the native one."""
+    if h.sc.vm.hlt_passthrough:
+        return VIRT_TAS
+    return PARAVIRT if h.sc.features.pv_spinlock else NATIVE
 
 
 def iteration_ns(h) -> float:
@@ -128,9 +148,9 @@ def spin_lock(h, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> No
     if lock.irqsave if irqsave is None else irqsave:
         lock.saved_flags[task] = v.irqs_off
         v.irqs_off = True
-    pv = h.sc.features.pv_spinlock
+    mode = slowpath(h)
     now = h.engine.now
-    if lock.holder is None and not lock.pending and (pv or not lock.queue):
+    if lock.holder is None and not lock.pending and (mode != NATIVE or not lock.queue):
         # queued_spin_lock()'s cmpxchg on an all-zero word; with PV a word with
         # only a tail is taken by the first unfair trylock: a steal
         if lock.queue:
@@ -139,7 +159,7 @@ def spin_lock(h, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> No
         guest.advance(h, task)
         return
     frame = Frame(SPIN, kernel=True, spin_kind="qspin")
-    if pv:
+    if mode != NATIVE:  # the unfair trylock (PV) or the test-and-set loop (virt_spin_lock)
         w = Waiter(lock, task, frame, now, STEAL)
         lock.stealers.append(w)
     elif lock.holder is not None and not lock.pending and not lock.queue:
@@ -197,7 +217,7 @@ def _spinning_now(v: Vcpu, frame: Frame) -> bool:
 
 def _word_free(h, lock: QSpinLock) -> None:
     """The locked byte just cleared: an executing waiter allowed to take it does so now."""
-    if h.sc.features.pv_spinlock:
+    if slowpath(h) != NATIVE:
         if lock.pending:  # trylock_clear_pending(): only the head spinning in its loop
             takers = [lock.queue[0]] if lock.queue and lock.queue[0].in_loop else []
         else:
@@ -231,7 +251,7 @@ def _take(h, w: Waiter) -> None:
         if lock.queue:
             nxt = lock.queue[0]
             nxt.mcs_locked = True  # arch_mcs_spin_unlock_contended(&next->locked)
-            if h.sc.features.pv_spinlock and nxt.state == VCPU_HALTED:
+            if nxt.state == VCPU_HALTED:  # (PV only: native nodes never halt)
                 # pv_kick_node(): advance the halted node to hashed; our unlock kicks it
                 nxt.state = VCPU_HASHED
                 lock.slow = True
@@ -294,7 +314,8 @@ def qspin_spinning(h, v: Vcpu, f: Frame) -> float | None:
     none), or None when it took the lock or halted here."""
     w: Waiter = f.waiter
     lock = w.lock
-    pv = h.sc.features.pv_spinlock
+    mode = slowpath(h)
+    pv = mode == PARAVIRT
     if w.halting:  # back from pv_wait (kicked, or an interrupt with IF = 1)
         w.halting = False
         if w.role == NODE:
@@ -308,7 +329,7 @@ def qspin_spinning(h, v: Vcpu, f: Frame) -> float | None:
         if lock.holder is None and not lock.pending:
             _take(h, w)
             return None
-        if lock.queue and not lock.pending:
+        if mode == VIRT_TAS or (lock.queue and not lock.pending):
             return math.inf
         lock.stealers.remove(w)  # no tail, or the head spins: queue (xchg_tail)
         _enqueue(h, w)
@@ -555,7 +576,7 @@ def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
 def owner_preempted(h, v: Vcpu) -> None:
     """kvm.preempt_out hook: rwsem spinners stop when the owner's vCPU is preempted; with
     ``pv_wait_early`` the next node of a spinlock waiter on ``v`` may halt."""
-    if h.sc.features.pv_spinlock and h.sc.features.pv_wait_early:
+    if slowpath(h) == PARAVIRT and h.sc.features.pv_wait_early:
         owner_preempted_qspin(h, v)
     sem = getattr(v.vm.mm, "mmap_sem", None)
     if sem is not None and sem.spinners and sem.owner is not None and sem.owner.vcpu is v:

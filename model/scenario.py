@@ -14,7 +14,11 @@ stores as columns; ``flat_schema()`` its column types.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, get_args
+import math
+import types
+from collections import abc
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
@@ -298,17 +302,23 @@ def _deep_copy(tree: Any) -> Any:
     return tree
 
 
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> str | None:
-    """Set ``a.b.c`` in a nested dict; return a problem line if the key is unknown."""
-    keys = valid_keys()
-    prefixes = {k.rsplit(".", i)[0] for k in keys for i in range(k.count(".") + 1)}
-    if key not in keys:
-        if key in prefixes and isinstance(value, dict):
-            pass
-        else:
-            return f"{key}: unknown key{_closest(key, keys)}"
-    node = tree
+def set_dotted(tree: dict[str, Any], key: str, value: Any, whole: tuple[str, ...] = ()) -> str | None:
+    """Set ``a.b.c`` in a nested dict (creating or replacing what is in the way): the one dotted-key
+    override parser of the project (``sweep simulate -s``, sweep configs, design points).
+
+    Below a prefix of ``whole`` (e.g. ``space.params``) the rest of the key is one
+    name (a dotted scenario key).  The key is not checked here: validating the tree
+    names an unknown key with the allowed ones (:func:`describe_errors`).  Returns
+    a problem line for a malformed key (an empty part).
+    """
     parts = key.split(".")
+    for prefix in whole:
+        if key.startswith(prefix + ".") and len(key) > len(prefix) + 1:
+            parts = [*prefix.split("."), key[len(prefix) + 1 :]]
+            break
+    if not key or any(not p.strip() for p in parts):
+        return f"{key!r}: not a dotted key (e.g. vm.vcpus)"
+    node = tree
     for part in parts[:-1]:
         nxt = node.get(part)
         if not isinstance(nxt, dict):
@@ -319,25 +329,94 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> str | None:
     return None
 
 
-def _closest(key: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+def closest(key: str, candidates: Sequence[str]) -> str:
+    """``; did you mean 'x'?`` for the closest candidate, or nothing."""
+    match = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def describe_errors(err: ValidationError, root: type[BaseModel]) -> list[str]:
-    """Turn pydantic's errors into ``key: problem; allowed: ...`` lines."""
-    keys = valid_keys()
+def _unwrap(ann: Any) -> list[Any]:
+    """The types an annotation stands for (Annotated, Optional and unions opened)."""
+    origin = get_origin(ann)
+    if origin is Annotated:
+        return _unwrap(get_args(ann)[0])
+    if origin is Union or origin is types.UnionType:
+        return [t for a in get_args(ann) if a is not type(None) for t in _unwrap(a)]
+    return [ann]
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _children(t: Any, part: Any) -> list[Any]:
+    """What ``part`` of a value of type ``t`` is (a model's field, a mapping's value, a list's item)."""
+    if t is Any:
+        return [Any]
+    if _is_model(t):
+        field = t.model_fields.get(part) if isinstance(part, str) else None
+        return _unwrap(field.annotation) if field is not None else []
+    origin, args = get_origin(t), get_args(t)
+    if origin in (dict, Mapping, abc.Mapping) and isinstance(part, str):
+        return _unwrap(args[1]) if len(args) == 2 else [Any]
+    if origin in (list, tuple, abc.Sequence) and isinstance(part, int):
+        return _unwrap(args[0]) if args else [Any]
+    return []
+
+
+def _locate(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, list[str]]:
+    """``loc`` as a dotted key (union tags left out) and the keys allowed beside its last part."""
+    current: list[Any] = [root]
+    text, allowed = "", []
+    for i, part in enumerate(loc):
+        nxt = [c for t in current for c in _children(t, part)]
+        if i == len(loc) - 1:
+            allowed = [f for t in current if _is_model(t) for f in t.model_fields]
+        elif not nxt:
+            continue  # a discriminated union's tag, not a key
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+        current = nxt
+    return text, list(dict.fromkeys(allowed))
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_errors(err: ValidationError, root: type[BaseModel] | None, prefix: str = "") -> list[str]:
+    """pydantic's errors as ``key: problem; allowed: ...`` lines, every one of them: the one error
+    formatter of the project (scenarios, sweep configs, validation cases).
+
+    ``prefix`` is put before every key (``base.`` for a sweep config's scenario);
+    ``root`` None: the error of a single value (a ``TypeAdapter``), without a key.
+    An unknown key is named with the closest allowed one and all the allowed
+    keys beside it; a value not allowed with the allowed values; NaN and
+    infinities as "must be a finite number".
+    """
     lines: list[str] = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int))
-        kind = e["type"]
+        where, allowed = _locate(root, tuple(e["loc"])) if root is not None else ("", [])
+        key = prefix + where if where else prefix.rstrip(".")
+        kind, value = e["type"], e.get("input")
+        error = e.get("ctx", {}).get("error")
         if kind == "extra_forbidden":
-            lines.append(f"{loc}: unknown key{_closest(loc, keys)}")
+            parent = key.rpartition(".")[0] + "." if "." in key else ""
+            near = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.5)
+            hint = f"; did you mean {parent + near[0]!r}?" if near else ";"
+            text = f"unknown key{hint} allowed: {', '.join(allowed) or 'none'}"
         elif kind == "literal_error":
-            allowed = e.get("ctx", {}).get("expected", "")
-            lines.append(f"{loc}: {e['input']!r} is not allowed; allowed: {allowed}")
-        elif kind == "value_error" and not loc:
-            lines.append(str(e["ctx"]["error"]) if "ctx" in e else e["msg"])
+            text = f"{_show(value)} is not allowed; allowed: {e['ctx']['expected']}"
+        elif kind == "missing":
+            text = "required"
+        elif isinstance(value, float) and not math.isfinite(value):
+            text = f"must be a finite number (got {value})"
+        elif kind in ("value_error", "assertion_error") and error is not None:
+            text = str(error)
+            if not where:  # a model-wide rule: its message names its keys
+                lines.append(prefix + text)
+                continue
         else:
-            lines.append(f"{loc}: {e['msg']} (got {e['input']!r})")
-    return lines
+            text = f"{e['msg'][:1].lower() + e['msg'][1:]} (got {_show(value)})"
+        lines.append(f"{key}: {text}" if key else text)
+    return list(dict.fromkeys(lines))

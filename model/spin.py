@@ -177,7 +177,13 @@ def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
     h.stats.kick(me)
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "KICK_CPU", cont)
     target.pv_unhalted = True
-    kvm.kick(h, target)
+    if target.state == GUEST:
+        # kvm_vcpu_kick() on a vCPU in guest mode (kvm_arch_vcpu_should_kick):
+        # smp_send_reschedule() to its pCPU, an exit ("harmless other than the
+        # additional latency", __pv_queued_spin_unlock_slowpath)
+        kvm.simple_exit(h, target, "EXTERNAL_INTERRUPT", h.prof.exit_external_interrupt_ns)
+    else:
+        kvm.kick(h, target)
     if h.sc.features.boost_queue_head and _kvm_sched_yield(h, me, target):
         h.stats.queue_head_boost(me)
 

@@ -2,87 +2,123 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from model import METRICS, Scenario, ScenarioError, exit_table, simulate
+from sweep.errors import UserError, reported
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from model import Scenario
 
 OUTPUT_WIDTH = 132
+MAX_SEED = 2**63 - 1  # seeds are stored as int64
 
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a scenario key: -s vm.vcpus=96 -s features.ipi_fastpath=false."),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a scenario key (VALUE is YAML): -s vm.vcpus=96 -s features.ipi_fastpath=false.",
+    ),
 ]
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values are parsed as YAML scalars (true, 96, 1.5, rome)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ScenarioError([f"{item!r}: an override must look like key=value"])
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    return out
-
-
 def load_scenario(path: Path | None, sets: list[str] | None) -> Scenario:
-    data: dict[str, Any] = {}
+    """The scenario file (YAML, nested keys) with ``-s`` overrides; every problem in one
+    :class:`~sweep.errors.UserError`."""
+    from model import Scenario, ScenarioError
+    from sweep import yamlsafe
+    from sweep.config import parse_assignment
+
+    problems: list[str] = []
+    data: Any = {}
     if path is not None:
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ScenarioError([f"{path}: cannot read the scenario file ({exc})"]) from None
+            data = yamlsafe.load_file(path)
+        except yamlsafe.YamlError as err:
+            problems.append(str(err))
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
-            raise ScenarioError([f"{path}: the scenario file must hold a mapping of keys"])
-    return Scenario.build(data, parse_overrides(sets))
+            problems.append(f"{path}: the scenario file must hold a mapping of keys")
+            data = {}
+    overrides: dict[str, Any] = {}
+    for item in sets or []:
+        try:
+            key, value = parse_assignment(item)
+            overrides[key] = value
+        except ValueError as err:
+            problems.append(str(err))
+    try:
+        scenario = Scenario.build(data, overrides)
+    except ScenarioError as err:
+        problems += err.problems
+    if problems:
+        raise UserError(problems, "sweep simulate: invalid scenario; nothing was run")
+    return scenario
 
 
 def simulate_cli(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (nested keys); defaults apply to the rest.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML (nested keys); defaults apply to the rest.")
+    ] = None,
     sets: Sets = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the run's random streams.")] = 1,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the run's random streams.")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics and exit table as JSON.")] = False,
 ) -> None:
-    """Run one simulation and print its metrics and its exit table (perf kvm stat form)."""
-    err = Console(stderr=True)
-    try:
-        sc = load_scenario(scenario, sets)
-    except ScenarioError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    """Run one simulation and print its metrics and its exit table (perf kvm stat form).
+
+    Exit codes: 0 done; 1 the simulation failed; 2 bad scenario or option.
+    """
+    from model import simulate
+
+    sc = load_scenario(scenario, sets)
     result = simulate(sc, seed)
     if as_json:
-        payload = {
-            "scenario": sc.flat(),
-            "seed": seed,
-            "error": result.error and f"{result.error_type}: {result.error}",
-            "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()},
-            "exits": [dataclasses.asdict(row) for row in result.exits],
-        }
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(json.dumps(payload(sc, seed, result), indent=2))
     else:
+        from rich.console import Console
+
         console = Console()
-        if not console.is_terminal:
-            console = Console(width=OUTPUT_WIDTH)  # files and pipes: no wrapping of reasons
-        _print(console, sc, result)
+        _print(console if console.is_terminal else Console(width=OUTPUT_WIDTH), sc, result)
     if not result.ok:
         raise typer.Exit(1)
 
 
-def _print(console: Console, sc: Scenario, result) -> None:
+def payload(sc: Scenario, seed: int, result: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {
+        "scenario": sc.flat(),
+        "seed": seed,
+        "error": result.error and f"{result.error_type}: {result.error}",
+        "metrics": {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()
+        },
+        "exits": [dataclasses.asdict(row) for row in result.exits],
+    }
+
+
+def _print(console: Console, sc: Scenario, result: Any) -> None:
+    from rich.table import Table
+
+    from model import METRICS, exit_table
+
     if not result.ok:
         console.print(f"[red]simulation failed:[/red] {result.error_type}: {result.error}")
         return
-    metrics = Table(title=f"{sc.hardware} · {sc.workload.kind} · {sc.vm.vcpus} vCPUs · overcommit {sc.overcommit}")
+    metrics = Table(
+        title=f"{sc.hardware} · {sc.workload.kind} · {sc.vm.vcpus} vCPUs · overcommit {sc.overcommit}"
+    )
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     metrics.add_column("meaning", style="dim")
@@ -111,4 +147,4 @@ def _print(console: Console, sc: Scenario, result) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("simulate")(simulate_cli)
+    app.command("simulate")(reported(simulate_cli))

@@ -1,32 +1,32 @@
 """``sweep plan | launch | status | compact``: the typer shell over the sweep functions.
 
-Exit codes: 0 done; 1 the sweep is incomplete (points missing, ``--fail-fast``
-stop, report failed); 2 bad config, changed config or unusable output (one
-paragraph on stderr, nothing written); 130 interrupted (what finished is kept).
+Each command parses its options, calls one plain function that returns data
+(:func:`sweep.plan.plan`, :func:`sweep.launch.launch`, :func:`sweep.status.status`,
+:func:`sweep.store.compact`) and prints it.  Exit codes (:mod:`sweep.errors`):
+0 done; 1 the sweep is incomplete (points missing, ``--fail-fast`` stop, report
+failed); 2 bad config, changed config or unusable output contents (one paragraph
+on stderr, nothing written); 3 the file system refused (not a directory,
+read-only, full); 4 the Ray cluster cannot be reached; 130 interrupted (what
+finished is kept).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from sweep import config as config_mod
-from sweep import launch as launch_mod
-from sweep import manifest, store
-from sweep.config import ConfigError, SweepConfig
+from sweep.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, UserError, reported, say
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from sweep.config import SweepConfig
+    from sweep.launch import LaunchResult
+    from sweep.plan import Plan
+    from sweep.status import Status
 
 SetOption = Annotated[
     list[str] | None,
@@ -42,43 +42,33 @@ ConfArg = Annotated[Path, typer.Argument(metavar="CONF", help="Sweep file (YAML)
 OutputArg = Annotated[Path, typer.Argument(metavar="OUTPUT", help="A sweep's output directory.")]
 
 
-def _say(message: str) -> None:
-    """A plain line on stderr (no wrapping, no markup: messages quote user text)."""
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    _say(message)
-    return typer.Exit(code)
-
-
-def _load(conf: Path, overrides: list[str] | None, extra: dict[str, Any] | None = None) -> SweepConfig:
-    """Load the config with ``-s`` overrides, then the typed command-line options (as run.* keys)."""
-    items = list(overrides or [])
-    items += [f"run.{key}={json.dumps(value)}" for key, value in (extra or {}).items() if value is not None]
-    try:
-        return config_mod.load(conf, items)
-    except ConfigError as error:
-        raise _fail(error.paragraph()) from None
-
-
-def _check(config: SweepConfig, conf: Path) -> int:
-    from sweep import points
+@contextlib.contextmanager
+def _about(conf: Path) -> Iterator[None]:
+    """Name the sweep file in the config errors raised inside."""
+    from sweep.config import ConfigError
 
     try:
-        return points.check(config)
+        yield
     except ConfigError as error:
         error.source = f"sweep config {conf}"
-        raise _fail(error.paragraph()) from None
+        raise
+
+
+def _out() -> Any:
+    from rich.console import Console
+
+    return Console()
 
 
 def plan(
     conf: ConfArg,
     overrides: SetOption = None,
-    sample: Annotated[int, typer.Option(min=0, help="How many points to show.")] = 5,
+    sample: Annotated[int, typer.Option(min=0, max=1000, help="How many points to show.")] = 5,
     timed: Annotated[
         int,
-        typer.Option("--time", min=0, help="How many points to simulate to estimate the run time (0: none)."),
+        typer.Option(
+            "--time", min=0, max=100, help="How many points to simulate to estimate the run time (0: none)."
+        ),
     ] = 3,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="Workers assumed for the estimate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
@@ -89,44 +79,32 @@ def plan(
     Shows the design's rows, those excluded, the points per (hardware,
     workload) partition, a few points spread over the design with their ids
     and seeds, the SALib problem (sobol, morris), and a run-time estimate from
-    simulating --time points here.
+    simulating --time points here.  One pass over the design: a 10^6-row grid
+    takes seconds (designs above 20,000 rows have a sample of rows checked).
     """
-    from sweep.plan import make_plan
+    from sweep import config as config_mod
+    from sweep import plan as plan_mod
 
-    config = _load(conf, overrides)
-    _check(config, conf)
-    try:
-        result = make_plan(config, sample=sample, timed=timed, simulator=simulator, cpus=num_cpus)
-    except ConfigError as error:
-        raise _fail(error.paragraph()) from None
-    except ValueError as error:
-        raise _fail(f"sweep plan: {error}") from None
+    with _about(conf):
+        config = config_mod.load(conf, overrides)
+        result = plan_mod.plan(config, sample=sample, timed=timed, simulator=simulator, cpus=num_cpus)
     if as_json:
-        data = {
-            "name": config.name,
-            "design": result.design,
-            "design_rows": result.design_rows,
-            "kept_rows": result.kept_rows,
-            "replicates": result.replicates,
-            "total": result.total,
-            "partitions": [
-                {"hardware": h, "workload": w, "points": n} for (h, w), n in sorted(result.partitions.items())
-            ],
-            "sample": result.sample,
-            "problem": result.problem,
-            "mean_point_s": result.mean_point_s,
-            "estimate_s": result.estimate_s,
-            "cpus": result.cpus,
-            "output": str(config.output),
-        }
-        typer.echo(json.dumps(data, indent=2, default=str))
-        return
-    out.print(f"[bold]{config.name}[/]: {config.description}".rstrip(": "))
+        typer.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        print_plan(result)
+
+
+def print_plan(result: Plan) -> None:
+    from rich.table import Table
+
+    out = _out()
+    out.print(f"[bold]{result.name}[/]: {result.description}".rstrip(": "))
     excluded = result.design_rows - result.kept_rows
+    checked = "" if result.checked_rows >= result.kept_rows else f" ({result.checked_rows} rows checked)"
     out.print(
         f"design {result.design}: {result.design_rows} rows"
         + (f" - {excluded} excluded" if excluded else "")
-        + f" x {result.replicates} replicates = [bold]{result.total}[/] points -> {config.output}"
+        + f" x {result.replicates} replicates = [bold]{result.total}[/] points -> {result.output}{checked}"
     )
     table = Table("hardware", "workload", "points", title="points per partition")
     for (hardware, workload), n in sorted(result.partitions.items()):
@@ -134,12 +112,10 @@ def plan(
     out.print(table)
     if result.sample:
         out.print(f"sample of {len(result.sample)} points (replicate 0):")
-        for row in result.sample:
-            values = " ".join(
-                f"{k}={v}" for k, v in row.items() if k not in ("point_id", "design_index", "seed")
-            )
-            line = f"  #{row['design_index']:<5} {row['point_id'][:12]}  seed {row['seed']:<20} {values}"
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    for row in result.sample:
+        values = " ".join(f"{k}={v}" for k, v in row.items() if k not in ("point_id", "design_index", "seed"))
+        line = f"  #{row['design_index']:<5} {row['point_id'][:12]}  seed {row['seed']:<20} {values}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.problem:
         out.print(
             f"SALib problem: {json.dumps(result.problem)}", markup=False, highlight=False, soft_wrap=True
@@ -147,7 +123,7 @@ def plan(
     if result.estimate_s is not None:
         out.print(
             f"timed {len(result.timed)} points: {result.mean_point_s:.3f} s each -> about "
-            f"{_duration(result.estimate_s)} on {result.cpus} workers, plus Ray's start-up"
+            f"{duration(result.estimate_s)} on {result.cpus} workers, plus Ray's start-up"
         )
 
 
@@ -158,16 +134,21 @@ def launch(
         Path | None, typer.Option("--output", "-o", help="Output directory (run.output).")
     ] = None,
     restart: Annotated[
-        bool, typer.Option(help="Delete what this output holds of a sweep and start over.")
+        bool,
+        typer.Option(
+            help="Delete what this sweep wrote to OUTPUT (its manifest and data files only) and start over."
+        ),
     ] = False,
     fail_fast: Annotated[
         bool | None, typer.Option("--fail-fast/--no-fail-fast", help="Stop at the first failed point.")
     ] = None,
     max_retries: Annotated[
-        int | None, typer.Option(min=0, help="Ray retries of a batch whose worker died (run.max_retries).")
+        int | None,
+        typer.Option(min=0, max=100, help="Ray retries of a batch whose worker died (run.max_retries)."),
     ] = None,
     batch_seconds: Annotated[
-        float | None, typer.Option(min=0.0, help="Target run time of one batch (run.batch_seconds).")
+        float | None,
+        typer.Option(help="Target run time of one batch (run.batch_seconds), 0 < s <= 3600."),
     ] = None,
     address: Annotated[
         str | None,
@@ -177,10 +158,12 @@ def launch(
     ] = None,
     num_cpus: Annotated[
         int | None,
-        typer.Option(min=1, help="CPUs of the in-process Ray (default: all); caps workers on a cluster."),
+        typer.Option(
+            min=1, max=100_000, help="CPUs of the in-process Ray (default: all); caps workers on a cluster."
+        ),
     ] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report at the end.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
     simulator: Annotated[
         str, typer.Option(hidden=True, help="module:function to simulate (tests).")
     ] = "model:simulate",
@@ -189,87 +172,89 @@ def launch(
 
     Only points missing from OUTPUT (run.output, default results/NAME) run. A
     config that changed since OUTPUT was written is refused with what changed;
-    --restart starts over.
+    --restart starts over (deleting only this sweep's own files; a directory
+    that is not a sweep output, or foreign files in runs/, are refused).
 
     Ray starts in this process on every core (--num-cpus), or joins a cluster
     with --address or RAY_ADDRESS. Ctrl-C (or SIGTERM) stops cleanly and keeps
-    what finished; launch again to resume. At the end the report is written to
-    OUTPUT/report (--no-report skips it).
+    what finished; launch again to resume. Progress: a bar on a terminal, else
+    one line every 30 s (KVMSWEEP_PROGRESS_S). At the end the report is
+    written to OUTPUT/report (--no-report skips it).
 
     Exit codes: 0 done (error rows included); 1 incomplete (points missing,
-    --fail-fast stop, report failed); 2 bad or changed config, output in use;
-    130 interrupted.
+    --fail-fast stop, report failed); 2 bad or changed config, output holding
+    something else, output in use; 3 output not a directory, read-only or full;
+    4 Ray cluster unreachable; 130 interrupted.
 
     Example: sweep launch conf/smoke.yaml -s space.replicates=5 -s base.vm.vcpus=2
     """
-    extra = {
-        "output": str(output) if output else None,
-        "fail_fast": fail_fast,
-        "max_retries": max_retries,
-        "batch_seconds": batch_seconds,
-        "address": address,
-        "num_cpus": num_cpus,
-    }
-    config = _load(conf, overrides, extra)
-    total = _check(config, conf)
-    from sweep.progress import NullProgress, RichProgress
+    from sweep import config as config_mod
+    from sweep import launch as launch_mod
+    from sweep.progress import make_progress
 
-    progress = NullProgress() if quiet else RichProgress(err)
-    try:
+    settings = {
+        "run.output": str(output) if output else None,
+        "run.fail_fast": fail_fast,
+        "run.max_retries": max_retries,
+        "run.batch_seconds": batch_seconds,
+        "run.address": address,
+        "run.num_cpus": num_cpus,
+    }
+    with _about(conf):
+        config = config_mod.load(conf, overrides, {k: v for k, v in settings.items() if v is not None})
         result = launch_mod.launch(
-            config, restart=restart, simulator=simulator, progress=progress, total=total
+            config, restart=restart, simulator=simulator, progress=make_progress(quiet)
         )
-    except ConfigError as error:
-        raise _fail(error.paragraph()) from None
-    except launch_mod.OutputConflict as error:
-        lines = "\n  - ".join(error.lines)
-        raise _fail(
-            f"sweep: refusing to resume {error.output}:\n  - {lines}\n  Use --restart to start over, or another --output."
-        ) from None
-    except RuntimeError as error:  # output locked by another process
-        raise _fail(f"sweep: {error}") from None
-    except KeyboardInterrupt:
-        raise _fail(
-            "sweep: aborted; finished batches are kept, launch again to resume", EXIT_INTERRUPTED
-        ) from None
+    say(launch_summary(config, result))
+    finish_launch(config, result, report)
+
+
+def launch_summary(config: SweepConfig, result: LaunchResult) -> str:
     summary = result.summary
     ran = (
         f"ran {summary.done} points in {summary.elapsed_s:.1f} s ({summary.rate:.1f}/s, {summary.workers} workers)"
         if summary
         else "nothing to run"
     )
-    _say(
+    return (
         f"{config.name}: {ran}; output {result.output}: {result.counts.ok} ok, {result.counts.error} error, "
         f"{result.missing} missing of {result.total}"
     )
-    if summary and summary.stopped == "interrupted":
-        raise _fail("sweep: interrupted; finished batches are kept, launch again to resume", EXIT_INTERRUPTED)
-    if summary and summary.stopped == "fail-fast":
-        raise _fail(
-            "sweep: stopped at the first failed point (--fail-fast); see `sweep status`", EXIT_INCOMPLETE
+
+
+def finish_launch(config: SweepConfig, result: LaunchResult, report: bool) -> None:
+    """The exit status of a launch (and its report when complete)."""
+    stopped = result.summary.stopped if result.summary else None
+    if stopped == "interrupted":
+        say("sweep: interrupted; finished batches are kept, launch again to resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped == "fail-fast":
+        say("sweep: stopped at the first failed point (--fail-fast); see `sweep status`")
+        raise typer.Exit(EXIT_INCOMPLETE)
+    if result.invalid.count:
+        say(
+            f"sweep: {result.invalid.count} design rows make an impossible scenario and were not run, e.g. "
+            f"{result.invalid.example}; change the values or add a space.exclude rule"
         )
     if result.missing:
-        raise _fail(
-            f"sweep: {result.missing} points are missing; launch again to retry them", EXIT_INCOMPLETE
-        )
+        say(f"sweep: {result.missing} points are missing; launch again to retry them")
+        raise typer.Exit(EXIT_INCOMPLETE)
     if report:
-        _report(config, result.output)
+        write_report(config, result.output)
 
 
-def _report(config: SweepConfig, output: Path) -> None:
+def write_report(config: SweepConfig, output: Path) -> None:
     try:
-        from pipelines.report import write_report
+        from pipelines.report import write_report as write
     except ImportError as error:
-        _say(f"report skipped: pipelines.report is not available yet ({error})")
+        say(f"report skipped: pipelines.report is not available yet ({error})")
         return
     try:
-        path = write_report(output, config.report.metrics, config.report.by)
+        path = write(output, config.report.metrics, config.report.by)
     except Exception as error:  # noqa: BLE001 - the sweep is done; say why the report is not
-        raise _fail(
-            f"sweep: the report failed ({type(error).__name__}: {error}); the dataset is complete",
-            EXIT_INCOMPLETE,
-        ) from None
-    _say(f"report: {path}")
+        say(f"sweep: the report failed ({type(error).__name__}: {error}); the dataset is complete")
+        raise typer.Exit(EXIT_INCOMPLETE) from None
+    say(f"report: {path}")
 
 
 def status(
@@ -280,66 +265,44 @@ def status(
 
     Counts come from the datasets themselves (the manifest gives the total).
     Also shows the error types, the number of data files, duplicate rows (there
-    should be none) and commits left pending by a killed writer. Reads only.
+    should be none), files in runs/ that are not the sweep's, and commits left
+    pending by a killed writer. Reads only.
     """
-    info = manifest.read(output)
-    if info is None:
-        raise _fail(f"sweep status: {output} is not a sweep output (no manifest.json)")
-    total = int(info["counts"]["total"])
-    runs = store.read_runs(output, ["point_id", "status", "error_type", "hardware", "workload"])
-    counts = store.counts(output)
-    missing = max(total - counts.ok - counts.error, 0)
-    by_part: dict[tuple[str, str], dict[str, int]] = {}
-    errors: dict[str, int] = {}
-    for row in runs.to_pylist():
-        part = by_part.setdefault((row["hardware"], row["workload"]), {"ok": 0, "error": 0})
-        part[row["status"]] = part.get(row["status"], 0) + 1
-        if row["status"] == store.STATUS_ERROR:
-            errors[row["error_type"] or "?"] = errors.get(row["error_type"] or "?", 0) + 1
-    data = {
-        "name": info["name"],
-        "output": str(output),
-        "config_hash": info["config_hash"],
-        "ok": counts.ok,
-        "error": counts.error,
-        "missing": missing,
-        "total": total,
-        "duplicates": counts.duplicates,
-        "pending_commits": store.pending_commits(output),
-        "files": {
-            "runs": len(store.data_files(output, store.RUNS_DIR)),
-            "exits": len(store.data_files(output, store.EXITS_DIR)),
-        },
-        "partitions": [{"hardware": h, "workload": w, **c} for (h, w), c in sorted(by_part.items())],
-        "error_types": errors,
-        "created": info.get("created"),
-        "updated": info.get("updated"),
-        "code_version": info.get("code_version"),
-    }
+    from sweep.status import status as get_status
+
+    result = get_status(output)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    out.print(
-        f"[bold]{data['name']}[/] in {output}  (config {data['config_hash'][:12]}, code {data['code_version']})"
-    )
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_status(result)
+
+
+def print_status(s: Status) -> None:
+    from rich.table import Table
+
+    out = _out()
+    out.print(f"[bold]{s.name}[/] in {s.output}  (config {s.config_hash[:12]}, code {s.code_version})")
     table = Table("status", "points")
     for key in ("ok", "error", "missing", "total"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, str(getattr(s, key)))
     out.print(table)
-    if by_part:
+    if s.partitions:
         parts = Table("hardware", "workload", "ok", "error", title="by partition")
-        for p in data["partitions"]:
-            parts.add_row(p["hardware"], p["workload"], str(p.get("ok", 0)), str(p.get("error", 0)))
+        for p in s.partitions:
+            parts.add_row(p["hardware"], p["workload"], str(p["ok"]), str(p["error"]))
         out.print(parts)
-    for name, n in sorted(errors.items(), key=lambda kv: -kv[1]):
+    for name, n in s.error_types.items():
         out.print(f"[red]{n} x {name}[/]")
-    out.print(f"files: {data['files']['runs']} runs, {data['files']['exits']} exits")
-    if data["duplicates"]:
-        out.print(f"[red]{data['duplicates']} duplicate rows[/]")
-    if data["pending_commits"]:
+    out.print(f"files: {s.files['runs']} runs, {s.files['exits']} exits")
+    if s.duplicates:
+        out.print(f"[red]{s.duplicates} duplicate rows[/]")
+    if s.foreign_files:
         out.print(
-            f"{data['pending_commits']} commits pending: `sweep launch` or `sweep compact` finishes them"
+            f"[red]{len(s.foreign_files)} files in runs/ or exits/ that are not the sweep's[/]: "
+            + ", ".join(s.foreign_files[:5])
         )
+    if s.pending_commits:
+        out.print(f"{s.pending_commits} commits pending: `sweep launch` or `sweep compact` finishes them")
 
 
 def compact(output: OutputArg) -> None:
@@ -350,19 +313,22 @@ def compact(output: OutputArg) -> None:
     file; the next launch or compact finishes the swap. Refused while a launch
     writes to OUTPUT. Rows and their values do not change.
     """
-    if manifest.read(output) is None:
-        raise _fail(f"sweep compact: {output} is not a sweep output (no manifest.json)")
+    from sweep import store
+    from sweep.launch import read_manifest
+
+    if not output.is_dir() or read_manifest(output) is None:
+        raise UserError(f"{output} is not a sweep output (no manifest.json)", "sweep compact")
     try:
         with store.locked(output):
             rolled = store.recover(output)
             result = store.compact(output)
     except RuntimeError as error:
-        raise _fail(f"sweep compact: {error}") from None
+        raise UserError(str(error), "sweep compact") from None
     note = f" (finished {rolled} pending commits first)" if rolled else ""
-    out.print(f"compacted {output}: {result.files_before} files -> {result.files_after}{note}")
+    _out().print(f"compacted {output}: {result.files_before} files -> {result.files_after}{note}")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 10:
         return f"{seconds:.1f} s"
     if seconds < 120:
@@ -374,7 +340,5 @@ def _duration(seconds: float) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the sweep commands to the ``sweep`` app."""
-    app.command("plan")(plan)
-    app.command("launch")(launch)
-    app.command("status")(status)
-    app.command("compact")(compact)
+    for name, command in (("plan", plan), ("launch", launch), ("status", status), ("compact", compact)):
+        app.command(name)(reported(command))

@@ -24,18 +24,16 @@ that changing ``run`` or ``report`` options does not block a resume.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from model.result import METRIC_NAMES
-from model.scenario import Scenario, ScenarioError, flat_schema
+from model.scenario import Scenario, closest, describe_errors, flat_schema, set_dotted
 from sweep import yamlsafe
 from sweep.errors import UserError
 from sweep.validation.spec import Compare
@@ -179,8 +177,15 @@ def hash_json(data: Any) -> str:
 # -- loading -------------------------------------------------------------------
 
 
-def load(path: Path | str, overrides: list[str] | None = None) -> SweepConfig:
-    """Read, override, validate and resolve a sweep file; raise :class:`ConfigError`."""
+def load(
+    path: Path | str, overrides: list[str] | None = None, settings: dict[str, Any] | None = None
+) -> SweepConfig:
+    """Read, override, validate and resolve a sweep file; raise :class:`ConfigError`.
+
+    ``overrides``: ``-s KEY=VALUE`` strings (VALUE is YAML); ``settings``: typed
+    values by dotted key (the command-line options, e.g. ``{"run.num_cpus": 4}``),
+    applied after them.
+    """
     path = Path(path)
     source = f"sweep config {path}"
     try:
@@ -190,33 +195,84 @@ def load(path: Path | str, overrides: list[str] | None = None) -> SweepConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError([f"{path}: must be a mapping of keys (name, base, space, ...)"], source)
-    return from_dict(raw, overrides, source)
+        raise ConfigError(
+            [f"{path}: must be a mapping of keys ({', '.join(SweepConfig.model_fields)})"], source
+        )
+    return from_dict(raw, overrides, source, settings)
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` (VALUE is YAML; empty is null) as ``(key, value)``; raise ``ValueError`` with the problem."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"-s {item!r}: expected KEY=VALUE, e.g. vm.vcpus=96")
+    try:
+        return key, yamlsafe.loads(text, f"-s {key}") if text.strip() else None
+    except yamlsafe.YamlError as err:
+        raise ValueError(str(err)) from None
+
+
+def plain_copy(tree: Any) -> Any:
+    """A private copy of YAML/JSON data; shared (aliased) parts become separate copies."""
+    if isinstance(tree, dict):
+        return {k: plain_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [plain_copy(v) for v in tree]
+    return tree
 
 
 def from_dict(
-    raw: dict[str, Any], overrides: list[str] | None = None, source: str = "sweep config"
+    raw: dict[str, Any],
+    overrides: list[str] | None = None,
+    source: str = "sweep config",
+    settings: dict[str, Any] | None = None,
 ) -> SweepConfig:
-    """Validate and resolve a sweep config given as a mapping plus ``KEY=VALUE`` overrides."""
-    raw = json.loads(json.dumps(raw, default=str))  # a private deep copy, plain JSON types
+    """Validate and resolve a sweep config given as a mapping plus overrides (see :func:`load`).
+
+    Every problem is reported at once: the structure's (pydantic), and the
+    meaning of every section that has a valid structure.
+    """
+    raw = plain_copy(raw)
     problems: list[str] = []
     raw = _normalise_aliases(raw, problems)
+    assignments: list[tuple[str, Any]] = []
     for item in overrides or []:
-        problem = apply_override(raw, item)
+        try:
+            assignments.append(parse_assignment(item))
+        except ValueError as err:
+            problems.append(str(err))
+    assignments += list((settings or {}).items())
+    for key, value in assignments:
+        key = "replicates" if key == REPLICATES_ALIAS else key
+        problem = set_dotted(raw, key, value, whole=("space.params",))
         if problem:
-            problems.append(problem)
+            problems.append(f"-s {problem}")
     if problems:
         raise ConfigError(problems, source)
     try:
         config = SweepConfig.model_validate(raw)
     except ValidationError as err:
-        problems = describe_errors(err)
-        problems += _scenario_problems(raw.get("base")) if isinstance(raw.get("base"), dict) else []
-        raise ConfigError(problems, source) from None
+        problems = describe_errors(err, SweepConfig) + _section_problems(raw)
+        raise ConfigError(list(dict.fromkeys(problems)), source) from None
     problems = check(config)
     if problems:
         raise ConfigError(problems, source)
     return resolve(config)
+
+
+def _section_problems(raw: dict[str, Any]) -> list[str]:
+    """The meaning problems of the sections whose structure is valid (when the whole is not)."""
+    problems: list[str] = []
+    if isinstance(raw.get("base"), dict):
+        problems += _scenario_problems(raw["base"])
+    for name, model, checker in (("space", Space, _check_space), ("report", Report, _check_report)):
+        try:
+            part = model.model_validate(raw.get(name, {}))
+        except ValidationError:
+            continue  # its structure's problems are reported already
+        problems += checker(part)
+    return problems
 
 
 def _normalise_aliases(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
@@ -230,112 +286,14 @@ def _normalise_aliases(raw: dict[str, Any], problems: list[str]) -> dict[str, An
     return raw
 
 
-def apply_override(raw: dict[str, Any], item: str) -> str | None:
-    """Apply one ``-s KEY=VALUE`` (VALUE is YAML) to the raw config; return a problem line."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        return f"-s {item!r}: expected KEY=VALUE, e.g. base.vm.vcpus=96 or space.replicates=5"
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as err:
-        return f"-s {key}: value {text!r} is not valid YAML ({_one_line(err)})"
-    if key == REPLICATES_ALIAS:
-        key = "replicates"
-    head = key.partition(".")[0]
-    if head not in SweepConfig.model_fields:
-        return f"-s {key}: unknown key{closest(head, list(SweepConfig.model_fields))}"
-    if key.startswith("space.params.") and len(key) > len("space.params."):
-        # Parameter names are dotted scenario keys: keep the rest whole.
-        space = _subtree(raw, ["space"])
-        params = space.get("params") if isinstance(space.get("params"), dict) else {}
-        space["params"] = params
-        params[key[len("space.params.") :]] = value
-        return None
-    parts = key.split(".")
-    node = _subtree(raw, parts[:-1])
-    node[parts[-1]] = value
-    return None
-
-
-def _subtree(tree: dict[str, Any], parts: list[str]) -> dict[str, Any]:
-    node = tree
-    for part in parts:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    return node
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
-# -- messages --------------------------------------------------------------------
-
-
-def closest(key: str, candidates: list[str]) -> str:
-    """``; did you mean 'x'?`` for the closest candidate, or nothing."""
-    match = difflib.get_close_matches(key, candidates, n=1, cutoff=CLOSE_MATCH_CUTOFF)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model that holds ``loc`` (for did-you-mean on unknown keys)."""
-    if len(loc) >= 3 and loc[:2] == ("space", "params"):
-        return list(Range.model_fields)
-    model: Any = SweepConfig
-    for part in loc[:-1]:
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        model = fields[part].annotation
-    return list(getattr(model, "model_fields", {}))
-
-
-_TAGS = {"values", "range"}
-
-
-def describe_errors(err: ValidationError) -> list[str]:
-    """pydantic's errors as ``key: problem; allowed: ...`` lines."""
-    lines: list[str] = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if p not in _TAGS)
-        key = _dotted(loc)
-        kind = e["type"]
-        if kind == "extra_forbidden":
-            lines.append(f"{key}: unknown key{closest(str(loc[-1]), _fields_at(loc))}")
-        elif kind == "literal_error":
-            lines.append(f"{key}: {e['input']!r} is not allowed; allowed: {e['ctx']['expected']}")
-        elif kind == "missing":
-            lines.append(f"{key}: required")
-        elif kind == "param_spec":
-            lines.append(f"{key}: {e['msg']} (got {e['input']!r})")
-        else:
-            lines.append(f"{key}: {e['msg']} (got {e['input']!r})")
-    return lines
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "config"
-
-
 # -- checks against the model -------------------------------------------------------
 
 
-def _scenario_problems(base: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> list[str]:
+def _scenario_problems(base: dict[str, Any]) -> list[str]:
     try:
-        Scenario.build(base, overrides)
-    except ScenarioError as err:
-        return [f"base.{line}".replace("did you mean '", "did you mean 'base.") for line in err.problems]
+        Scenario.model_validate(base)
+    except ValidationError as err:
+        return describe_errors(err, Scenario, prefix="base.")
     return []
 
 
@@ -366,25 +324,40 @@ def coerce_value(key: str, value: Any) -> tuple[Any, str | None]:
         _ADAPTERS = _field_adapters()
     if isinstance(value, (dict, list)):
         return None, f"must be a single value, not {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"must be a finite number (got {value})"
     try:
         coerced = _ADAPTERS[key].validate_python(value)
     except ValidationError as err:
-        e = err.errors()[0]
-        if e["type"] == "literal_error":
-            return None, f"{value!r} is not allowed; allowed: {e['ctx']['expected']}"
-        return None, f"{e['msg']} (got {value!r})"
+        return None, "; ".join(describe_errors(err, None))
     if isinstance(coerced, float) and not math.isfinite(coerced):
-        return None, f"must be finite (got {value!r})"
+        return None, f"must be a finite number (got {value!r})"
     return coerced, None
 
 
 def check(config: SweepConfig) -> list[str]:
-    """Problems of meaning: base scenario, parameters, design rules, exclusions, report."""
-    problems = _scenario_problems(config.base)
+    """Problems of meaning: base scenario, parameters, design rules, exclusions, report, run."""
+    problems = _scenario_problems(config.base) + _check_space(config.space) + _check_report(config.report)
+    if config.run.address is not None and not config.run.address.strip():
+        problems.append("run.address: empty; allowed: auto, HOST:PORT, ray://HOST:PORT, or leave it out")
+    return problems
+
+
+def unknown_scenario_key(key: str) -> str:
+    """The problem of an unknown dotted scenario key: the closest one, and the keys allowed
+    (those of the same group, ``vm.*``, or the groups)."""
+    keys = list(flat_schema())
+    group = key.split(".")[0]
+    same = [k for k in keys if k.startswith(group + ".")]
+    allowed = same or list(dict.fromkeys(k.split(".")[0] + (".*" if "." in k else "") for k in keys))
+    return f"unknown scenario key{closest(key, keys)}; allowed: {', '.join(allowed)}"
+
+
+def _check_space(space: Space) -> list[str]:
     schema = flat_schema()
     keys = list(schema)
-    space = config.space
     prefix = "space.params"
+    problems: list[str] = []
     if not space.params:
         problems.append(
             f"{prefix}: empty; give at least one parameter (dotted scenario key: values or range)"
@@ -392,27 +365,25 @@ def check(config: SweepConfig) -> list[str]:
     for key, spec in space.params.items():
         where = f"{prefix}.{key}"
         if key not in schema:
-            problems.append(f"{where}: unknown scenario key{closest(key, keys)}")
-            continue
-        if isinstance(spec, Range):
+            problems.append(f"{where}: {unknown_scenario_key(key)}")
+        elif isinstance(spec, Range):
             problems += _check_range(where, key, schema[key], spec, space.design)
         else:
             problems += _check_values(where, key, spec, space.design)
-    problems += _check_design(space)
-    problems += _check_exclude(space, keys)
-    if config.report.metrics is not None:
-        for i, metric in enumerate(config.report.metrics):
-            if metric not in METRIC_NAMES:
-                problems.append(
-                    f"report.metrics[{i}]: unknown metric {metric!r}{closest(metric, list(METRIC_NAMES))}"
-                )
-    if config.report.by is not None:
-        allowed_by = [*keys, "workload"]
-        for i, key in enumerate(config.report.by):
-            if key not in allowed_by:
-                problems.append(f"report.by[{i}]: unknown parameter {key!r}{closest(key, allowed_by)}")
-    if config.run.address is not None and not config.run.address.strip():
-        problems.append("run.address: empty; allowed: auto, HOST:PORT, ray://HOST:PORT, or leave it out")
+    return problems + _check_design(space) + _check_exclude(space, keys)
+
+
+def _check_report(report: Report) -> list[str]:
+    problems: list[str] = []
+    for i, metric in enumerate(report.metrics or []):
+        if metric not in METRIC_NAMES:
+            problems.append(
+                f"report.metrics[{i}]: unknown metric {metric!r}{closest(metric, list(METRIC_NAMES))}"
+            )
+    allowed_by = [*flat_schema(), "workload"]
+    for i, key in enumerate(report.by or []):
+        if key not in allowed_by:
+            problems.append(f"report.by[{i}]: unknown parameter {key!r}{closest(key, allowed_by)}")
     return problems
 
 
@@ -500,7 +471,7 @@ def _check_exclude(space: Space, keys: list[str]) -> list[str]:
             problems.append(f"{where}: empty rule (it would exclude every point)")
         for key, value in rule.items():
             if key not in keys:
-                problems.append(f"{where}.{key}: unknown scenario key{closest(key, keys)}")
+                problems.append(f"{where}.{key}: {unknown_scenario_key(key)}")
                 continue
             for item in value if isinstance(value, list) else [value]:
                 _, problem = coerce_value(key, item)

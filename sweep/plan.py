@@ -1,4 +1,9 @@
-"""``sweep plan``: what a sweep would run and roughly how long it would take; writes nothing."""
+"""``sweep plan``: what a sweep would run and roughly how long it would take; writes nothing.
+
+:func:`plan` makes one pass over the design (:func:`sweep.points.census`, constant
+memory: a 10^6-row grid takes seconds), then builds and times a few points
+spread over it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweep import design, points
-from sweep.config import SweepConfig
+from sweep.config import ConfigError, SweepConfig
 from sweep.worker import load_simulator
 
 SAMPLE_POINTS = 5  # points shown
@@ -19,9 +24,13 @@ TIMED_POINTS = 3  # points simulated to estimate the run time
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    name: str
+    description: str
+    output: str
     design: str
     design_rows: int
     kept_rows: int
+    checked_rows: int
     replicates: int
     total: int
     partitions: Counter[tuple[str, str]]
@@ -40,8 +49,28 @@ class Plan:
         mean = self.mean_point_s
         return None if mean is None else mean * self.total / self.cpus
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "design": self.design,
+            "design_rows": self.design_rows,
+            "kept_rows": self.kept_rows,
+            "checked_rows": self.checked_rows,
+            "replicates": self.replicates,
+            "total": self.total,
+            "partitions": [
+                {"hardware": h, "workload": w, "points": n} for (h, w), n in sorted(self.partitions.items())
+            ],
+            "sample": self.sample,
+            "problem": self.problem,
+            "mean_point_s": self.mean_point_s,
+            "estimate_s": self.estimate_s,
+            "cpus": self.cpus,
+            "output": self.output,
+        }
 
-def make_plan(
+
+def plan(
     config: SweepConfig,
     *,
     sample: int = SAMPLE_POINTS,
@@ -49,14 +78,20 @@ def make_plan(
     simulator: str = "model:simulate",
     cpus: int | None = None,
 ) -> Plan:
-    """Count, sample and (if ``timed``) time a few points spread over the design."""
-    total = points.check(config)
-    kept = total // config.replicates
-    picks = _spread(kept, max(sample, timed))
-    chosen: list[points.Point] = []
-    for i, point in enumerate(p for p in points.iter_points(config) if p.replicate == 0):
-        if i in picks:
-            chosen.append(point)
+    """Count, sample and (if ``timed``) time a few points spread over the design.
+
+    Raises :class:`ConfigError` for an impossible design or simulator.
+    """
+    found = points.census(config, pick=max(sample, timed))
+    if found.problems:
+        raise ConfigError(found.problems)
+    chosen = []
+    for row in found.picked:
+        scenario = points.build_scenario(config.base, row.values)
+        flat = scenario.flat()
+        point_id = points.make_point_id(points.scenario_digest(flat), 0, row.design_index)
+        seed = points.derive_seed(config.seed, 0, flat)
+        chosen.append(points.Point(point_id, row.design_index, 0, seed, scenario, flat))
     shown = [
         {
             "point_id": p.point_id,
@@ -68,27 +103,27 @@ def make_plan(
     ]
     walls: list[float] = []
     if timed:
-        simulate = load_simulator(simulator)
+        try:
+            simulate = load_simulator(simulator)
+        except ValueError as err:
+            raise ConfigError([f"--simulator: {err}"]) from None
         for point in chosen[:: max(1, len(chosen) // timed)][:timed]:
             start = time.perf_counter()
             simulate(point.scenario, point.seed)
             walls.append(time.perf_counter() - start)
     return Plan(
+        name=config.name,
+        description=config.description,
+        output=str(config.output),
         design=config.space.design,
-        design_rows=design.size(config.space),
-        kept_rows=kept,
+        design_rows=found.design_rows,
+        kept_rows=found.kept_rows,
+        checked_rows=found.checked_rows,
         replicates=config.replicates,
-        total=total,
-        partitions=points.partition_counts(config),
+        total=found.total,
+        partitions=found.partitions,
         sample=shown,
         problem=design.salib_problem(config.space),
         timed=walls,
         cpus=cpus or config.run.num_cpus or os.cpu_count() or 1,
     )
-
-
-def _spread(n: int, k: int) -> set[int]:
-    """``k`` indices spread evenly over ``range(n)`` (all of them if ``n <= k``)."""
-    if n <= k:
-        return set(range(n))
-    return {round(i * (n - 1) / (k - 1)) for i in range(k)} if k > 1 else {0}

@@ -124,13 +124,14 @@ class LogProgress(_Counts):
         self._write(self.line())
 
 
-class RichProgress:
+class RichProgress(_Counts):
     """A rich progress bar; the rate and ETA are this launch's own."""
 
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        super().__init__()
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -143,35 +144,28 @@ class RichProgress:
             console=self.console,
             refresh_per_second=REFRESH_PER_SECOND,
         )
-        self.task = None
-        self.total = 0
-        self.done_before = 0
-        self.done = 0
-        self.failed = 0
-        self.started = time.perf_counter()
+        self.task: Any = None
 
     def start(self, total: int, already_done: int) -> None:
-        self.total, self.done_before, self.started = total, already_done, time.perf_counter()
+        self.begin(total, already_done)
         self.progress.start()
         self.task = self.progress.add_task(
             "sweep", total=total, completed=already_done, rate="-", failed=0, eta="-"
         )
 
     def advance(self, n: int, failed: int) -> None:
-        self.done += n
-        self.failed += failed
+        self.add(n, failed)
         self.refresh()
 
     def refresh(self) -> None:
-        if self.task is None:
-            return
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = self.total - self.done_before - self.done
-        eta = clock(left / rate) if rate > 0 else "-"
-        self.progress.update(
-            self.task, completed=self.done_before + self.done, rate=f"{rate:.1f}", failed=self.failed, eta=eta
-        )
+        if self.task is not None:
+            self.progress.update(
+                self.task,
+                completed=self.done_before + self.done,
+                rate=f"{self.rate:.1f}",
+                failed=self.failed,
+                eta=self.eta,
+            )
 
     def stopping(self) -> None:
         self.console.print("[yellow]stopping: storing finished batches (press Ctrl-C again to abort)")

@@ -152,25 +152,27 @@ ROME_CONFIGS = {
 }
 ROME_KEYS = ("vm.apic", "vm.avic", "features.ipi_fastpath")
 
+
+def _rome_table(title: str, where: dict[str, Any], across: str) -> Configurations:
+    """A table of the ROME APIC configurations (ebizzy and hackbench) at ``where``, by ``across``."""
+    return Configurations(
+        title, ROME_KEYS, ROME_CONFIGS, where, ("records_per_s", "hackbench_time_s"), across
+    )
+
+
 FLAGSHIP_CONFIGS: dict[str, tuple[Configurations, ...]] = {
     "rome": (
-        Configurations(
-            title="APIC configurations of one VM on the 2x48x2 ROME host at overcommit 1, by VM size "
+        _rome_table(
+            "APIC configurations of one VM on the 2x48x2 ROME host at overcommit 1, by VM size "
             "(means over replicates)",
-            keys=ROME_KEYS,
-            names=ROME_CONFIGS,
-            where={"overcommit": 1.0, "topology.sockets": 2, "topology.threads_per_core": 2},
-            metrics=("records_per_s", "hackbench_time_s"),
-            across="vm.vcpus",
+            {"overcommit": 1.0, "topology.sockets": 2, "topology.threads_per_core": 2},
+            "vm.vcpus",
         ),
-        Configurations(
-            title="The same for the published 180-vCPU VM when cpu-bound co-runner VMs double the load "
+        _rome_table(
+            "The same for the published 180-vCPU VM when cpu-bound co-runner VMs double the load "
             "(overcommit 2; HLT still not exiting)",
-            keys=ROME_KEYS,
-            names=ROME_CONFIGS,
-            where={"vm.vcpus": 180, "topology.sockets": 2, "topology.threads_per_core": 2},
-            metrics=("records_per_s", "hackbench_time_s"),
-            across="overcommit",
+            {"vm.vcpus": 180, "topology.sockets": 2, "topology.threads_per_core": 2},
+            "overcommit",
         ),
     ),
 }

@@ -174,7 +174,7 @@ def _select_problems(where: str, select: Mapping[str, Any], keys: list[str]) -> 
     problems = []
     for key, value in select.items():
         if key not in keys:
-            problems.append(f"{where}.{key}: unknown scenario key{config_mod.closest(key, keys)}")
+            problems.append(f"{where}.{key}: {config_mod.unknown_scenario_key(key)}")
             continue
         _, problem = config_mod.coerce_value(key, value)
         if problem:

@@ -199,17 +199,7 @@ def rich_table(table: pl.DataFrame) -> Any:
     from rich.text import Text
 
     out = Table(title="Validation against published results: ratio of each condition to the baseline")
-    columns = (
-        "case",
-        "series",
-        "condition",
-        "published",
-        "simulated ratio [95 % CI]",
-        "within-run ±95 %",
-        "n",
-        "tolerance",
-        "verdict",
-    )
+    columns = tuple(c for c in HEADER if c != "metric")
     for column in columns:
         right = column in ("published", "simulated ratio [95 % CI]", "within-run ±95 %", "n")
         out.add_column(

@@ -69,6 +69,22 @@ def test_a_head_preempted_inside_its_spin_loop_keeps_pending_set_and_the_lock_wa
     assert h.stats.counters["spinlock_steals"] == 0
 
 
+def test_with_hlt_exits_disabled_the_guest_falls_back_to_virt_spin_lock_and_no_waiter_stalls_it():
+    # cpu-pm=on hides KVM_FEATURE_PV_UNHALT: test-and-set, no queue, no pending, no pv_wait
+    lock = locks.QSpinLock()
+    log = {}
+    h = scripted_host(_contended(lock, log), **SCRIPTED, **{"vm.hlt_passthrough": True})
+    assert locks.slowpath(h) == locks.VIRT_TAS
+    v1 = h.vms[0].vcpus[1]
+    h.engine.at(100_000, preempt, h, v1)
+    h.engine.at(3_000_000, run_again, h, v1)
+    h.engine.run(40_000_000)
+    assert log["acq1"] > 2_900_000  # vCPU 1 was away...
+    assert max(log["acq2"], log["v3_4"]) < 2_900_000  # ...and nobody waited for it
+    assert h.stats.counters["pv_waits"] == 0 and h.stats.counters["kicks"] == 0
+    assert not lock.queue and not lock.stealers and lock.holder is None
+
+
 def test_lock_holder_preemption_stalls_every_waiter():
     _, log = _run_contended(victim=0)
     assert log["released0"] > 2_900_000

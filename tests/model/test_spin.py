@@ -2,7 +2,7 @@
 
 import pytest
 
-from model import spin
+from model import guest, spin
 from model.simulate import build, start
 from tests.model.conftest import run, scenario
 
@@ -154,3 +154,30 @@ def test_kvm_sched_yield_checks_ready_only_with_266e85a5ec91(boost_queue_head):
     assert not yielded or not boost_queue_head
     assert h.stats.counters["directed_yield_attempts"] == (0 if boost_queue_head else 1)
     assert spin._kvm_sched_yield(h, me, me) is False  # never to oneself
+
+
+def test_kick_cpu_wakes_a_halted_vcpu_and_forces_an_exit_on_a_running_one():
+    from model.vcpu import EXIT, GUEST, HALTED, RUNNABLE
+
+    h = build(scenario(**{"workload.kind": "lockbench", "vm.vcpus": 8}), seed=1)  # 1x: 8 vCPUs, 8 pCPUs
+    start(h)
+    h.engine.run(1_000_000)
+    h.stats.start_measuring(h.engine.now)
+    vm = h.vms[0]
+    running = [v for v in vm.vcpus if v.state == GUEST]
+    me, target = running[0], running[1]
+    spin.kick_cpu_hypercall(h, me, target, None)
+    assert target.state == EXIT  # kvm_vcpu_kick(): smp_send_reschedule() to a vCPU in guest mode
+    assert h.stats.exits[("EXTERNAL_INTERRUPT", "")][0] == 1 and h.stats.exits[("VMCALL", "KICK_CPU")][0] == 1
+    h.engine.run(h.engine.now + 50_000)
+    # a vCPU blocked in kvm_vcpu_block (taken off the guest by hand: the guest side is not the point)
+    from model import kvm
+
+    sleeper = next(v for v in vm.vcpus if v.state == GUEST and v is not me)
+    guest.pause(h, sleeper)
+    sleeper.state = EXIT
+    kvm.block(h, sleeper)
+    assert sleeper.state == HALTED
+    waker = next(v for v in vm.vcpus if v.state == GUEST)
+    spin.kick_cpu_hypercall(h, waker, sleeper, None)
+    assert sleeper.state == RUNNABLE and sleeper.ready and not sleeper.pv_unhalted  # woken; the halt is over

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sweep import config as config_mod
-from sweep import points
+from sweep import points, yamlsafe
 from sweep.config import ConfigError
 from tests.sweep.conftest import invoke, tiny_config
 
@@ -45,7 +47,7 @@ MALFORMED: list[tuple[str, Any, list[str], str]] = [
         "unknown space key",
         _with("space.desgin", "grid"),
         [],
-        "space.desgin: unknown key; did you mean 'design'",
+        "space.desgin: unknown key; did you mean 'space.design'? allowed: design, params",
     ),
     (
         "unknown design",
@@ -65,7 +67,7 @@ MALFORMED: list[tuple[str, Any, list[str], str]] = [
         "value out of bounds",
         _with("space.params.vm.vcpus", [0]),
         [],
-        "space.params.vm.vcpus[0]: Input should be greater than or equal to 1",
+        "space.params.vm.vcpus[0]: input should be greater than or equal to 1",
     ),
     (
         "literal not allowed",
@@ -155,10 +157,10 @@ MALFORMED: list[tuple[str, Any, list[str], str]] = [
         [],
         "space.params: 6 combination(s) make an impossible scenario, e.g. workload.kind='cpu-bound', features.ipi_fastpath=True, vm.vcpus=8: overcommit",
     ),
-    ("zero replicates", _with("replicates", 0), [], "replicates: Input should be greater than or equal to 1"),
-    ("negative seed", _with("seed", -1), [], "seed: Input should be greater than or equal to 0"),
+    ("zero replicates", _with("replicates", 0), [], "replicates: input should be greater than or equal to 1"),
+    ("negative seed", _with("seed", -1), [], "seed: input should be greater than or equal to 0"),
     ("missing name", _with("name", DELETE), [], "name: required"),
-    ("name with a slash", _with("name", "a/b"), [], "name: String should match pattern"),
+    ("name with a slash", _with("name", "a/b"), [], "name: string should match pattern"),
     ("missing space", _with("space", DELETE), [], "space: required"),
     (
         "unknown report metric",
@@ -176,20 +178,25 @@ MALFORMED: list[tuple[str, Any, list[str], str]] = [
         "zero batch seconds",
         _with("run", {"batch_seconds": 0}),
         [],
-        "run.batch_seconds: Input should be greater than 0",
+        "run.batch_seconds: input should be greater than 0",
     ),
     (
         "retries not a number",
         _with("run", {"max_retries": "lots"}),
         [],
-        "run.max_retries: Input should be a valid integer",
+        "run.max_retries: input should be a valid integer",
     ),
-    ("unknown run key", _with("run", {"outptu": "x"}), [], "run.outptu: unknown key; did you mean 'output'"),
+    (
+        "unknown run key",
+        _with("run", {"outptu": "x"}),
+        [],
+        "run.outptu: unknown key; did you mean 'run.output'? allowed: output,",
+    ),
     (
         "unknown range key",
         _space(design="random", samples=4, params={"vm.halt_poll_ns": {"low": 1, "high": 2, "logg": True}}),
         [],
-        "space.params.vm.halt_poll_ns.logg: unknown key; did you mean 'log'",
+        "space.params.vm.halt_poll_ns.logg: unknown key; did you mean 'space.params.vm.halt_poll_ns.log'? allowed: low, high, log",
     ),
     (
         "fractional integer range",
@@ -220,13 +227,13 @@ MALFORMED: list[tuple[str, Any, list[str], str]] = [
         "override bad value",
         tiny_config(),
         ["space.replicates=0"],
-        "replicates: Input should be greater than or equal to 1",
+        "replicates: input should be greater than or equal to 1",
     ),
     (
         "override unknown key",
         tiny_config(),
         ["spce.design=grid"],
-        "-s spce.design: unknown key; did you mean 'space'",
+        "spce: unknown key; did you mean 'space'? allowed: name, description, base, space",
     ),
     ("override without =", tiny_config(), ["space.replicates"], "expected KEY=VALUE"),
     ("override bad scenario key", tiny_config(), ["base.vm.vcpus=lots"], "base.vm.vcpus"),
@@ -344,3 +351,146 @@ def test_plan_shows_the_salib_problem(cli: Any, write_conf: Any) -> None:
     plan = json.loads(invoke(cli, "plan", str(write_conf(data)), "--json", "--time", "0").stdout)
     assert plan["total"] == 4 * 3 * 2
     assert plan["problem"]["names"] == ["features.ple", "vm.guest_hz"] and plan["problem"]["num_levels"] == 4
+
+
+# -- fuzzing: any file and any -s is a config or one ConfigError, nothing else ----------------------
+
+KNOWN_KEYS = [
+    "name",
+    "seed",
+    "replicates",
+    "space.design",
+    "space.samples",
+    "space.params.vm.vcpus",
+    "space.params.workload.kind",
+    "space.exclude",
+    "base.vm.vcpus",
+    "base.sim.duration_ms",
+    "base.topology.sockets",
+    "base.hardware",
+    "run.batch_seconds",
+    "run.output",
+    "report.metrics",
+    "compare.baseline",
+    "space.params.overcommit",
+    "base.features.ipi_fastpath",
+    "foo.bar",
+]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["grid", "sobol", "ebizzy", "rome", "1e400", ".nan", "-.inf", "0x10", "~"]),
+)
+TREES = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.sampled_from(KNOWN_KEYS), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+YAML_TEXT = st.sampled_from(
+    [
+        "a: &x [1, 2]\nb: *x\n",
+        "base: &b {vm: {vcpus: 2}}\nother: *b\nname: x\n",
+        "x: &a [*a]\n",
+        "name: a\nname: b\n",
+        "? [1, 2]\n: 3\n",
+        "!!python/object:os.system {}\n",
+        "space: {params: {vm.vcpus: [1, 2]}}\nname: t\n",
+        "\ufeffname: bom\n",
+        "{",
+        "- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -\n",
+    ]
+)
+
+
+def _mutated(path: str, value: Any) -> dict[str, Any]:
+    return _with(path, value)
+
+
+VALID_OVERRIDES = [
+    "replicates=2",
+    "seed=3",
+    "base.vm.vcpus=2",
+    "space.params.vm.halt_poll_ns=[0, 1000]",
+    "run.batch_seconds=1",
+]
+CONFIGS = st.one_of(
+    st.just(("tree", tiny_config())),
+    st.builds(_mutated, st.sampled_from(KNOWN_KEYS), SCALARS).map(lambda t: ("tree", t)),
+    TREES.map(lambda t: ("tree", t)),
+    st.builds(_mutated, st.sampled_from(KNOWN_KEYS), TREES).map(lambda t: ("tree", t)),
+    st.binary(max_size=200).map(lambda b: ("bytes", b)),
+    YAML_TEXT.map(lambda t: ("text", t)),
+)
+OVERRIDES = st.lists(
+    st.one_of(
+        st.sampled_from(VALID_OVERRIDES),
+        st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KNOWN_KEYS), st.text(max_size=20)),
+        st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KNOWN_KEYS), SCALARS.map(str)),
+        st.text(max_size=20),
+    ),
+    max_size=3,
+)
+
+
+def _write(tmp: Path, kind: str, payload: Any) -> Path:
+    import yaml
+
+    path = tmp / "fuzz.yaml"
+    if kind == "bytes":
+        path.write_bytes(payload)
+    elif kind == "text":
+        path.write_text(payload)
+    else:
+        path.write_text(yaml.safe_dump(payload, allow_unicode=True))
+    return path
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(config=CONFIGS, overrides=OVERRIDES)
+def test_fuzzed_configs_and_overrides_are_a_config_or_one_config_error(
+    tmp_path: Path, config: Any, overrides: list[str]
+) -> None:
+    path = _write(tmp_path, *config)
+    try:
+        loaded = config_mod.load(path, overrides)
+    except ConfigError as err:
+        assert err.problems and all(isinstance(p, str) and p and "\n" not in p for p in err.problems)
+        assert "Traceback" not in err.paragraph()
+        return
+    try:
+        assert points.check(loaded) >= 1
+    except ConfigError as err:
+        assert err.problems
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=CONFIGS, overrides=OVERRIDES)
+def test_fuzzed_command_line_exits_0_or_2_without_a_traceback(
+    cli: Any, tmp_path: Path, config: Any, overrides: list[str]
+) -> None:
+    path = _write(tmp_path, *config)
+    args = ["plan", str(path), "--time", "0", "--sample", "0"]
+    for item in overrides:
+        args += ["-s", item]
+    result = invoke(cli, *args)
+    assert result.exit_code in (0, 2), result.output
+    assert "Traceback" not in result.output
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_fuzzed_yaml_text_is_data_or_one_yaml_error(text: str) -> None:
+    try:
+        yamlsafe.loads(text, "t")
+    except yamlsafe.YamlError as err:
+        assert str(err).startswith("t: ") and "\n" not in str(err)

@@ -170,3 +170,16 @@ def test_skip_leaves_out_done_points() -> None:
     assert ids == [p.point_id for p in points.iter_points(cfg)]
     rest = [p.point_id for p in points.iter_points(cfg, skip=set(ids[:5]))]
     assert rest == ids[5:]
+
+
+def test_an_impossible_row_met_while_streaming_is_counted_not_raised(write_conf: Any) -> None:
+    """Large designs are checked on a sample: a row found impossible later is left out and counted."""
+    cfg = config_mod.load(
+        write_conf(tiny_config(replicates=2, space={"design": "grid", "params": {"vm.vcpus": [2, 64]}}))
+    )
+    invalid = points.Invalid()
+    pts = list(points.iter_points(cfg, invalid=invalid))
+    assert {p.scenario.vm.vcpus for p in pts} == {2} and len(pts) == 2
+    assert invalid.count == 1 and "vm.vcpus=64" in invalid.example and "overcommit" in invalid.example
+    with pytest.raises(config_mod.ConfigError):  # the up-front check of a small design names it
+        points.check(cfg)

@@ -249,7 +249,7 @@ def test_a_wrong_compare_block_names_every_problem() -> None:
             "series": [{"label": "x", "metric": "m", "better": "up"}],
         }
     )
-    assert any("compare.conditions.no_fastpath.selekt: unknown key" in p for p in structural)
+    assert any("compare.conditions.no_fastpath.selekt: unknown key; did you mean" in p and "allowed: select, not_modelled" in p for p in structural)
     assert any("compare.series[0].better" in p and "'higher'" in p for p in structural)
     meaning = _compare_problems(
         {
@@ -380,8 +380,9 @@ def test_reduced_validation_keeps_every_published_sign(tmp_path: Path, cli: Any)
             continue
         if _expected_sign(row):
             assert np.sign(row["simulated_improvement"]) == np.sign(row["published_improvement"]), where
-        else:  # published within the tolerance of no effect (boost-ready at 1 VM, clx ebizzy): so must the model be
-            assert row["verdict"] == compare.PASS, where
+        else:  # published within the tolerance of no effect (boost-ready at 1 VM, clx ebizzy "no
+            # regression"): the reduced run's interval must admit that (one run's point estimate is noise)
+            assert row["verdict"] == compare.PASS or row["interval_verdict"] == compare.MIXED, where
     # the table and the documents are written; a second run reuses every point
     paths = table.write_outputs(got, tmp_path, order=CASE_IDS)
     assert pl.read_csv(paths["csv"]).height == got.height
