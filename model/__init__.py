@@ -5,7 +5,7 @@ Public interface: build a :class:`Scenario`, call :func:`simulate`, read the
 """
 
 from model.hardware import PROFILES, Profile
-from model.result import EXIT_COLUMNS, METRIC_NAMES, METRICS, ExitRow, Result, exit_table
+from model.result import EXIT_COLUMNS, METRIC_NAMES, METRICS, ExitRow, Metric, Result, exit_table, metric_info
 from model.scenario import Scenario, ScenarioError, flat_schema, valid_keys
 from model.simulate import simulate
 
@@ -15,12 +15,14 @@ __all__ = [
     "METRIC_NAMES",
     "PROFILES",
     "ExitRow",
+    "Metric",
     "Profile",
     "Result",
     "Scenario",
     "ScenarioError",
     "exit_table",
     "flat_schema",
+    "metric_info",
     "simulate",
     "valid_keys",
 ]

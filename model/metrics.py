@@ -140,7 +140,7 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
     elif kind == "ipi_benchmark" and st.ipi_benchmark_ops:
         ib = h.sc.workload.ipi_benchmark
         per_op = float(np.mean(st.ipi_benchmark_ops))
-        m["ipi_benchmark_ns_per_op"] = per_op
+        m["ipi_benchmark_op_ns"] = per_op
         m["ipi_benchmark_oneway_ns"] = float(np.mean(st.ipi_benchmark_oneway))
         m[f"ipi_benchmark_{ib.mode}_total_ns"] = per_op * ib.ops
     if st.timer_latencies:

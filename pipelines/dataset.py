@@ -1,9 +1,13 @@
 """Open a sweep's output directory: the runs and exits datasets and the manifest.
 
-This module is the only place that knows the dataset contract written by
-``sweep/``: the fixed columns, the hive partitions, which columns are scenario
-parameters and which are metrics.  Everything else in ``pipelines`` receives a
-:class:`Dataset` and works on its LazyFrames.  Nothing here runs a simulation.
+The column roles (identifiers, parameters, metrics, within-run uncertainties,
+partitions), units and directions come from ``manifest.json``'s ``schema``,
+which ``sweep`` derives from the model's result record: this package never
+imports ``model`` and never guesses a role from a name when the manifest says
+it.  (An output without a schema in its manifest, from an older sweep, falls
+back to classifying columns by name and type, with a warning.)  Everything
+else in ``pipelines`` receives a :class:`Dataset` and works on its LazyFrames.
+Nothing here runs a simulation.
 """
 
 from __future__ import annotations
@@ -11,17 +15,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-# Columns every runs file has, with the type the contract gives them.
-FIXED_COLUMNS: dict[str, pl.DataType] = {
+# Roles in manifest.json's schema (written by sweep.store).
+ROLE_ID = "id"
+ROLE_STATUS = "status"
+ROLE_PARAM = "param"
+ROLE_METRIC = "metric"
+ROLE_UNCERTAINTY = "uncertainty"
+ROLE_BOOKKEEPING = "bookkeeping"
+ROLE_PARTITION = "partition"
+# Columns the report's own steps read, with the type they need (not the schema, which the
+# manifest carries): it refuses a dataset without them.
+REQUIRED: dict[str, pl.DataType] = {
     "point_id": pl.String(),
-    "sweep": pl.String(),
-    "config_hash": pl.String(),
     "design_index": pl.Int64(),
     "replicate": pl.Int32(),
     "seed": pl.Int64(),
@@ -32,12 +42,8 @@ FIXED_COLUMNS: dict[str, pl.DataType] = {
 }
 # Hive partitions: directory names ``hardware=rome/workload=hackbench``.
 PARTITIONS: dict[str, pl.DataType] = {"hardware": pl.String(), "workload": pl.String()}
-EXIT_SCHEMA: dict[str, pl.DataType] = {
-    "point_id": pl.String(),
-    "sweep": pl.String(),
-    "config_hash": pl.String(),
-    "replicate": pl.Int32(),
-    "seed": pl.Int64(),
+# What the exit tables read (pipelines.exits).
+EXITS_USED: dict[str, pl.DataType] = {
     "reason": pl.String(),
     "detail": pl.String(),
     "samples": pl.Int64(),
@@ -45,10 +51,14 @@ EXIT_SCHEMA: dict[str, pl.DataType] = {
     "min_ns": pl.Int64(),
     "max_ns": pl.Int64(),
 }
-# Scenario parameters whose names carry no dot.
-UNDOTTED_PARAMS = ("hardware", "pinning", "overcommit")
-# Metrics that are run bookkeeping rather than results: never a default of interest.
-BOOKKEEPING_METRICS = ("sim_s", "events", "wall_s")
+ARROW_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "large_string": pl.String(),
+    "int64": pl.Int64(),
+    "int32": pl.Int32(),
+    "double": pl.Float64(),
+    "bool": pl.Boolean(),
+}
 # The default metrics of interest, in order, when neither the caller nor the
 # manifest names any: each workload's figure of merit, then latencies and costs.
 DEFAULT_METRICS = (
@@ -65,6 +75,29 @@ DEFAULT_METRICS = (
     "steal_pct",
 )
 FEATURE_PREFIX = "features."
+# Used only for an output whose manifest has no schema (see :func:`guess_roles`).
+FALLBACK_ID = ("point_id", "sweep", "config_hash", "design_index", "replicate", "seed")
+FALLBACK_STATUS = ("status", "error_type", "error")
+FALLBACK_UNDOTTED_PARAMS = ("hardware", "pinning", "overcommit")
+FALLBACK_BOOKKEEPING = ("sim_s", "events", "wall_s")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """What the manifest says of one column."""
+
+    name: str
+    role: str
+    type: str = ""
+    unit: str = ""
+    meaning: str = ""
+    better: str = ""  # "higher", "lower" or ""
+    of: str = ""  # uncertainty columns: the metric they qualify
+
+    @property
+    def direction(self) -> str:
+        """``higher is better`` / ``lower is better`` / ``""``."""
+        return f"{self.better} is better" if self.better else ""
 
 
 class ReportError(ValueError):
@@ -81,7 +114,40 @@ class Dataset:
     manifest: dict[str, Any]
     params: tuple[str, ...]
     metrics: tuple[str, ...]
+    columns: dict[str, ColumnInfo] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    def info(self, column: str) -> ColumnInfo:
+        return self.columns.get(column) or ColumnInfo(column, "")
+
+    @property
+    def uncertainty(self) -> dict[str, str]:
+        """``metric -> its within-run 95 % half-width column (%)`` for the metrics that have one."""
+        return {c.of: c.name for c in self.columns.values() if c.role == ROLE_UNCERTAINTY and c.of}
+
+    @property
+    def bookkeeping(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns.values() if c.role == ROLE_BOOKKEEPING)
+
+    @property
+    def description(self) -> str:
+        return str(_dig(self.manifest, "config", "description") or "")
+
+    @property
+    def code_version(self) -> str | None:
+        value = self.manifest.get("code_version")
+        return str(value) if value else None
+
+    @property
+    def elapsed_s(self) -> float | None:
+        """Real wall time of the sweep's launches, added up (None when the manifest lacks it)."""
+        value = self.manifest.get("elapsed_s")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def launches(self) -> list[dict[str, Any]]:
+        value = self.manifest.get("launches")
+        return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
     @property
     def name(self) -> str:
@@ -147,45 +213,54 @@ def _dig(tree: Any, *keys: str) -> Any:
     return tree
 
 
-@lru_cache(maxsize=1)
-def contract_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Parameter and metric names from ``model`` (names only), or empty when it cannot load.
-
-    The report must work on a dataset even while ``model`` is being changed or
-    is not installed, so a failing import falls back to classifying columns by
-    their names and types (see :func:`classify_columns`).
-    """
-    try:
-        from model import METRIC_NAMES, flat_schema
-    except Exception:  # noqa: BLE001 - any failure of an optional import means "no names"
-        return (), ()
-    try:
-        return tuple(flat_schema()), tuple(METRIC_NAMES)
-    except Exception:  # noqa: BLE001
-        return (), tuple(METRIC_NAMES)
+def roles_from_manifest(manifest: dict[str, Any]) -> dict[str, ColumnInfo] | None:
+    """The runs columns the manifest's ``schema`` describes, or None when it has no schema."""
+    runs = _dig(manifest, "schema", "runs")
+    if not isinstance(runs, list) or not runs:
+        return None
+    out: dict[str, ColumnInfo] = {}
+    for entry in runs:
+        if isinstance(entry, dict) and "name" in entry and "role" in entry:
+            keys = ("type", "unit", "meaning", "better", "of")
+            out[str(entry["name"])] = ColumnInfo(
+                str(entry["name"]), str(entry["role"]), **{k: str(entry.get(k) or "") for k in keys}
+            )
+    return out or None
 
 
-def classify_columns(schema: pl.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split a runs schema into (parameters, metrics), each in schema order.
-
-    A column is a metric when ``model.METRIC_NAMES`` has it, a parameter when
-    ``model.flat_schema()`` has it; unknown columns are parameters when dotted or
-    one of :data:`UNDOTTED_PARAMS`, metrics when numeric.  ``wall_s`` is both a
-    fixed column and a metric; the ``workload`` partition is neither.
-    """
-    known_params, known_metrics = contract_names()
-    params: list[str] = []
-    metrics: list[str] = []
+def guess_roles(schema: pl.Schema) -> dict[str, ColumnInfo]:
+    """Column roles from names and types, for an output whose manifest has no schema: dotted and a
+    few known names are parameters, other numeric columns metrics (``*_ci95_pct`` uncertainties)."""
+    out: dict[str, ColumnInfo] = {}
     for name, dtype in schema.items():
-        if name in known_metrics or name == "wall_s":
-            metrics.append(name)
-        elif name in FIXED_COLUMNS or name == "workload":
+        if name in FALLBACK_ID:
+            role = ROLE_ID
+        elif name in FALLBACK_STATUS:
+            role = ROLE_STATUS
+        elif name == "workload":
+            role = ROLE_PARTITION
+        elif name in FALLBACK_BOOKKEEPING:
+            role = ROLE_BOOKKEEPING
+        elif "." in name or name in FALLBACK_UNDOTTED_PARAMS:
+            role = ROLE_PARAM
+        elif name.endswith("_ci95_pct") and dtype.is_numeric():
+            out[name] = ColumnInfo(name, ROLE_UNCERTAINTY, of=name.removesuffix("_ci95_pct"), unit="%")
             continue
-        elif name in known_params or "." in name or name in UNDOTTED_PARAMS:
-            params.append(name)
         elif dtype.is_numeric():
-            metrics.append(name)
-    return tuple(params), tuple(metrics)
+            role = ROLE_METRIC
+        else:
+            continue
+        out[name] = ColumnInfo(name, role)
+    return out
+
+
+def split_roles(schema: pl.Schema, columns: dict[str, ColumnInfo]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(parameters, metrics) present in the data, in schema order; metrics include bookkeeping
+    columns (never a default of interest) but not the uncertainty columns, which go with their metric."""
+    params = tuple(n for n in schema if n in columns and columns[n].role == ROLE_PARAM)
+    metric_roles = (ROLE_METRIC, ROLE_BOOKKEEPING)
+    metrics = tuple(n for n in schema if n in columns and columns[n].role in metric_roles)
+    return params, metrics
 
 
 def read_manifest(output_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -251,13 +326,24 @@ def open_dataset(output_dir: Path | str) -> Dataset:
     manifest, warnings = read_manifest(output_dir)
     runs = scan_partitioned(runs_dir)
     schema = _collect_schema(runs, runs_dir)
-    missing = [c for c in (*FIXED_COLUMNS, *PARTITIONS) if c not in schema]
+    missing = [c for c in (*REQUIRED, *PARTITIONS) if c not in schema]
     if missing:
         raise ReportError(f"{runs_dir} is not a kvmsweep runs dataset: missing columns {', '.join(missing)}")
-    runs = _cast_known(runs, schema, {**FIXED_COLUMNS, **PARTITIONS})
-    params, metrics = classify_columns(schema)
+    columns = roles_from_manifest(manifest)
+    if columns is None:
+        columns = guess_roles(schema)
+        if manifest:
+            warnings.append(
+                "manifest.json has no schema (an older sweep): column roles are guessed from their names"
+            )
+    wanted = {**REQUIRED, **PARTITIONS}
+    wanted.update(
+        {n: ARROW_TYPES[c.type] for n, c in columns.items() if c.type in ARROW_TYPES and n in schema}
+    )
+    runs = _cast_known(runs, schema, wanted)
+    params, metrics = split_roles(schema, columns)
     exits = _open_exits(output_dir / "exits", warnings)
-    return Dataset(output_dir, runs, exits, manifest, params, metrics, warnings)
+    return Dataset(output_dir, runs, exits, manifest, params, metrics, columns, warnings)
 
 
 def _open_exits(exits_dir: Path, warnings: list[str]) -> pl.LazyFrame | None:
@@ -266,11 +352,11 @@ def _open_exits(exits_dir: Path, warnings: list[str]) -> pl.LazyFrame | None:
         return None
     exits = scan_partitioned(exits_dir)
     schema = _collect_schema(exits, exits_dir)
-    missing = [c for c in ("reason", "detail", "samples", "total_ns", "min_ns", "max_ns") if c not in schema]
+    missing = [c for c in EXITS_USED if c not in schema]
     if missing:
         warnings.append(f"{exits_dir} lacks columns {', '.join(missing)}: no exit tables")
         return None
-    return _cast_known(exits, schema, {**EXIT_SCHEMA, **PARTITIONS})
+    return _cast_known(exits, schema, {**EXITS_USED, **PARTITIONS})
 
 
 def check_allowed(kind: str, requested: Iterable[str], allowed: Sequence[str]) -> list[str]:

@@ -155,7 +155,7 @@ def counts_table(counts: Counts, name: str, design: str | None) -> pl.DataFrame:
         ("runs missing", missing),
         ("replicates", str(counts.replicates)),
         ("simulated time", f"{counts.sim_s:,.3f} s"),
-        ("wall time", f"{counts.wall_s:,.1f} s"),
+        ("simulation time, summed over runs", f"{counts.wall_s:,.1f} s"),
     ]
     if counts.other:
         rows.insert(5, ("runs with another status", str(counts.other)))

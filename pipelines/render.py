@@ -59,6 +59,8 @@ class Section:
 class Document:
     title: str
     sections: list[Section]
+    intro: list[str] = field(default_factory=list)  # paragraphs under the title (the description)
+    facts: list[tuple[str, str]] = field(default_factory=list)  # the header: name, version, counts, time
 
     @property
     def tables(self) -> list[Table]:
@@ -69,16 +71,43 @@ class Document:
         return [(s.title, w) for s in self.sections for w in s.warnings]
 
 
+def anchor(title: str) -> str:
+    """A section's anchor: lower case, words joined by ``-`` (as GitHub makes them)."""
+    kept = "".join(c if c.isalnum() or c in " -" else "" for c in title.lower())
+    return "-".join(kept.split())
+
+
+SIGNIFICANT = 4  # significant digits of every float the documents print
+PLAIN_RANGE = (1e-3, 1e12)  # outside it, floats print in scientific form
+
+
+def format_number(value: float, significant: int = SIGNIFICANT) -> str:
+    """A float as the documents print it, the same way everywhere: 4 significant digits, thousands
+    grouped, no exponent between 0.001 and 10^12 (``15,610``, ``4,802``, ``4.600``, ``0.9350``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{significant - 1}e}")  # rounding first: 9.99996 has 2 integer digits
+    size = abs(rounded)
+    if not PLAIN_RANGE[0] <= size < PLAIN_RANGE[1]:
+        return f"{value:.{significant - 1}e}"
+    decimals = max(significant - 1 - math.floor(math.log10(size)), 0)
+    return f"{rounded:,.{decimals}f}"
+
+
 def format_cell(value: object) -> str:
-    """A cell as text: floats to 4 significant digits, booleans as yes/no, null as empty."""
+    """A cell as text: floats by :func:`format_number`, integers grouped, booleans as yes/no, null empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        return f"{value:.4g}"
+        return format_number(value)
+    if isinstance(value, int):
+        return f"{value:,}"
     return str(value)
 
 
@@ -119,8 +148,16 @@ def markdown_table(table: Table) -> str:
 
 
 def to_markdown(doc: Document) -> str:
-    """The whole report as Markdown (images linked from plots/)."""
+    """The whole report as Markdown (images linked from plots/), with a table of contents."""
     out = [f"# {md_escape(doc.title)}", ""]
+    out += [md_escape(p) + "\n" for p in doc.intro]
+    if doc.facts:
+        out += ["| | |", "|---|---|"]
+        out += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in doc.facts]
+        out.append("")
+    out += ["**Contents**", ""]
+    out += [f"{i}. [{md_escape(s.title)}](#{anchor(s.title)})" for i, s in enumerate(doc.sections, 1)]
+    out.append("")
     for section in doc.sections:
         out += [f"## {md_escape(section.title)}", ""]
         out += [f"> **Warning:** {md_escape(w)}\n" for w in section.warnings]
@@ -131,23 +168,28 @@ def to_markdown(doc: Document) -> str:
 
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { font-size: 1.05em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; white-space: nowrap; } th { background: #f4f4f4; text-align: left; }
+body { font-family: system-ui, sans-serif; font-size: 16px; line-height: 1.45; margin: 2em auto;
+  max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.8em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+h3 { font-size: 1.1em; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; white-space: nowrap; } th { background: #f4f4f4; text-align: left; }
 td { max-width: 36em; overflow: hidden; text-overflow: ellipsis; }
+table.facts td:first-child { font-weight: 600; background: #f8f8f8; }
 .scroll { overflow-x: auto; max-width: 100%; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .warning { background: #fff4e5; border-left: 4px solid #f0a030; padding: 4px 10px; margin: 4px 0; }
-.note, .more { color: #666; font-size: 0.85em; } img { max-width: 100%; }
-figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
+.note, .more { color: #555; font-size: 0.9em; } img { max-width: 100%; }
+nav.toc { background: #f7f7f9; border: 1px solid #e2e2e8; padding: 0.4em 1.2em; display: inline-block; }
+nav.toc ol { margin: 0.3em 0; padding-left: 1.4em; } .description { font-size: 1.05em; color: #333; }
+figure { margin: 1em 0; } figcaption { color: #444; font-size: 0.9em; }
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        float(text.replace(",", ""))
     except ValueError:
         return False
     return True
@@ -186,11 +228,18 @@ def html_image(image: Image, root: Path) -> str:
 
 
 def to_html(doc: Document, root: Path) -> str:
-    """The whole report as one self-contained HTML page (images read from ``root``)."""
+    """The whole report as one self-contained HTML page (images read from ``root``), with the
+    header facts and a table of contents linking each section's anchor."""
     esc = html.escape
     body: list[str] = [f"<h1>{esc(doc.title)}</h1>"]
+    body += [f'<p class="description">{esc(p)}</p>' for p in doc.intro]
+    if doc.facts:
+        rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in doc.facts)
+        body.append(f'<table class="facts"><tbody>{rows}</tbody></table>')
+    items = "".join(f'<li><a href="#{anchor(s.title)}">{esc(s.title)}</a></li>' for s in doc.sections)
+    body.append(f'<nav class="toc"><strong>Contents</strong><ol>{items}</ol></nav>')
     for section in doc.sections:
-        body.append(f"<section><h2>{esc(section.title)}</h2>")
+        body.append(f'<section id="{anchor(section.title)}"><h2>{esc(section.title)}</h2>')
         body += [f'<p class="warning"><strong>Warning:</strong> {esc(w)}</p>' for w in section.warnings]
         body += [f"<p>{esc(p)}</p>" for p in section.text]
         body += [html_table(t) for t in section.tables if t.show]
@@ -199,6 +248,7 @@ def to_html(doc: Document, root: Path) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(doc.title)}</title><style>{CSS}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"

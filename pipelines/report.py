@@ -30,7 +30,6 @@ from pipelines import exits as ex
 from pipelines import exprs, overview, plots, sections, sensitivity
 from pipelines import main_effects as me
 from pipelines.dataset import (
-    BOOKKEEPING_METRICS,
     DEFAULT_METRICS,
     Dataset,
     ReportError,
@@ -76,7 +75,7 @@ def resolve_metrics(
             return chosen, warnings
     chosen = [m for m in DEFAULT_METRICS if valid_counts.get(m)]
     if not chosen:  # no default applies: any metric with a value, bookkeeping last
-        chosen = [m for m in ds.metrics if valid_counts.get(m) and m not in BOOKKEEPING_METRICS][:8]
+        chosen = [m for m in ds.metrics if valid_counts.get(m) and m not in ds.bookkeeping][:8]
     return chosen, warnings
 
 
@@ -124,11 +123,52 @@ def plan(ds: Dataset, metrics: Sequence[str] | None, by: Sequence[str] | None) -
 
 
 def working_columns(ds: Dataset, p: Plan) -> list[str]:
-    """Columns the in-memory analyses need."""
+    """Columns the in-memory analyses need (with the metrics' within-run uncertainty columns)."""
     extra = ["hardware", "overcommit", *plots.LATENCY_COLUMNS.values()]
-    wanted = ["replicate", "seed", "design_index", *p.varying, *p.by, *p.metrics, *extra]
-    present = set(ds.params) | set(ds.metrics) | {"replicate", "seed", "design_index", "workload"}
+    within = [ds.uncertainty[m] for m in p.metrics if m in ds.uncertainty]
+    wanted = ["replicate", "seed", "design_index", *p.varying, *p.by, *p.metrics, *within, *extra]
+    present = (
+        set(ds.params) | set(ds.metrics) | set(within) | {"replicate", "seed", "design_index", "workload"}
+    )
     return [c for c in dict.fromkeys(wanted) if c in present]
+
+
+def within_run(work: pl.DataFrame, ds: Dataset, metrics: Sequence[str]) -> dict[str, float]:
+    """Median over the ok runs of each metric's within-run 95 % half-width (%), where the model gives one."""
+    columns = {m: ds.uncertainty[m] for m in metrics if ds.uncertainty.get(m) in work.columns}
+    if not columns:
+        return {}
+    row = work.select(exprs.valid(c).median().alias(m) for m, c in columns.items()).row(0, named=True)
+    return {m: float(v) for m, v in row.items() if v is not None}
+
+
+def metric_summary(
+    work: pl.DataFrame, ds: Dataset, metrics: Sequence[str], within: dict[str, float]
+) -> pl.DataFrame:
+    """The metrics of interest: unit, direction, runs with a value, mean and spread over the runs,
+    within-run interval, meaning (from the manifest's schema)."""
+    rows = []
+    for m in metrics:
+        values = work.select(exprs.valid(m).drop_nulls()).to_series() if m in work.columns else pl.Series([])
+        info = ds.info(m)
+        rows.append(
+            {
+                "metric": m,
+                "unit": info.unit,
+                "better": info.better,
+                "runs": values.len(),
+                "mean": values.mean() if values.len() else None,
+                "min": values.min() if values.len() else None,
+                "max": values.max() if values.len() else None,
+                "within-run ±95%": within.get(m),
+                "meaning": info.meaning,
+            }
+        )
+    schema = {
+        "metric": pl.String, "unit": pl.String, "better": pl.String, "runs": pl.Int64, "mean": pl.Float64,
+        "min": pl.Float64, "max": pl.Float64, "within-run ±95%": pl.Float64, "meaning": pl.String,
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def level_order(work: pl.DataFrame, columns: Sequence[str]) -> dict[str, list[str]]:
@@ -156,7 +196,7 @@ def _build(ds: Dataset, p: Plan, plot_dir: Path | None) -> Document:
     missing_lf = overview.missing_points(ds.runs, p.counts.planned, replicates)
     lazies = [
         ds.runs.filter(exprs.is_ok()).select(cols),
-        overview.parameter_ranges(ds.runs, [c for c in p.varying if c in ds.params or c == "workload"]),
+        overview.parameter_ranges(ds.runs, [c for c in p.varying if c in ds.params]),
         overview.failed_runs(ds.runs, [c for c in p.varying if c not in ("hardware", "workload")]),
         overview.error_summary(ds.runs),
     ]
@@ -167,22 +207,62 @@ def _build(ds: Dataset, p: Plan, plot_dir: Path | None) -> Document:
     levels = level_order(work, [*p.by, "overcommit"])
     runs_ok = work.lazy()
 
+    within = within_run(work, ds, p.metrics)
     overview_section = _overview_section(ds, p, ranges, failed, errors, missing)
+    overview_section.tables.insert(
+        1, Table("metrics", "Metrics of interest", metric_summary(work, ds, p.metrics, within))
+    )
     effects, pairing = fx.feature_effects(runs_ok, p.features, p.varying, p.metrics, p.by)
     left_out = p.counts.error + p.counts.other + (p.counts.missing or 0)
-    effects_section = sections.effects_section(effects, pairing, p.by, levels, p.features, left_out)
+    better = {m: ds.info(m).better for m in p.metrics}
+    effects_section = sections.effects_section(
+        effects, pairing, p.by, levels, p.features, left_out, better, within
+    )
     doc_sections = [overview_section, effects_section]
     schema = runs_ok.collect_schema()
-    cell_frame = me.cells(runs_ok, cell_keys(ds, p, schema), cell_metrics(p, schema)).collect().lazy()
-    doc_sections += _main_effects_sections(ds, p, cell_frame)
+    keys = cell_keys(ds, p, schema)
+    cell_frame = me.cells(runs_ok, keys, cell_metrics(p, schema)).collect()
+    doc_sections += _main_effects_sections(ds, p, cell_frame, keys)
     doc_sections.append(_sensitivity_section(ds, p, replicates))
     doc_sections.append(_exits_section(ds))
     if plot_dir is not None:
         _add_plots(
-            plot_dir, p, cell_frame, effects, levels.get("overcommit", []), effects_section, doc_sections
-        )
+            plot_dir, p, cell_frame.lazy(), keys, effects, better, levels.get("overcommit", []),
+            effects_section, doc_sections,
+        )  # fmt: skip
     doc_sections.append(_warnings_section(doc_sections, p))
-    return Document(f"Sweep report: {ds.name}", doc_sections)
+    intro = [ds.description] if ds.description else []
+    return Document(f"Sweep report: {ds.name}", doc_sections, intro, header_facts(ds, p))
+
+
+def header_facts(ds: Dataset, p: Plan) -> list[tuple[str, str]]:
+    """What the top of the report says: the sweep, its code version, point counts, real elapsed time."""
+    c = p.counts
+    planned = "unknown (no manifest)" if c.planned is None else f"{c.planned:,}"
+    missing = "unknown" if c.missing is None else f"{c.missing:,}"
+    if ds.elapsed_s is not None:
+        launches = len(ds.launches)
+        elapsed = f"{format_duration(ds.elapsed_s)} ({launches} launch{'es' if launches != 1 else ''})"
+    else:
+        elapsed = "not recorded (the manifest has no launch times)"
+    return [
+        ("sweep", ds.name),
+        ("design", ds.design or "unknown"),
+        ("code version", ds.code_version or "unknown"),
+        ("runs", f"{planned} planned: {c.ok:,} ok, {c.error:,} failed, {missing} missing"),
+        ("elapsed (real wall time)", elapsed),
+        ("simulation time, summed over runs", f"{format_duration(c.wall_s)} on the workers"),
+        ("simulated time", f"{format_duration(c.sim_s)} simulated"),
+    ]
+
+
+def format_duration(seconds: float) -> str:
+    """``12.3 s``, ``4 min 12 s``, ``2 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.3g} s" if seconds < 10 else f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _overview_section(
@@ -196,8 +276,8 @@ def _overview_section(
     section = Section("Overview")
     section.text += sections.overview_text(p.counts, p.metrics)
     section.warnings += [*p.warnings, *sections.overview_warnings(p.counts)]
-    section.tables.append(
-        Table("overview", "Runs and time", overview.counts_table(p.counts, ds.name, ds.design))
+    section.tables.append(  # the header shows these: written under tables/ only
+        Table("overview", "Runs and time", overview.counts_table(p.counts, ds.name, ds.design), show=False)
     )
     section.tables.append(Table("parameters", "Parameters that vary", ranges))
     if failed.height:
@@ -229,8 +309,9 @@ def cell_metrics(p: Plan, schema: pl.Schema) -> list[str]:
     return [c for c in dict.fromkeys([*p.metrics, *plots.LATENCY_COLUMNS.values()]) if c in schema]
 
 
-def _main_effects_sections(ds: Dataset, p: Plan, cell_frame: pl.LazyFrame) -> list[Section]:
-    """Main effects and the feature x overcommit / hardware tables, for grid and factorial designs."""
+def _main_effects_sections(ds: Dataset, p: Plan, cell_frame: pl.DataFrame, keys: list[str]) -> list[Section]:
+    """Main effects (balanced parameters only) and the matched feature x overcommit / hardware tables,
+    for grid and factorial designs."""
     section = Section("Main effects and interactions")
     if not me.applies(ds.design):
         section.text.append(
@@ -239,25 +320,38 @@ def _main_effects_sections(ds: Dataset, p: Plan, cell_frame: pl.LazyFrame) -> li
         return [section]
     factors = [f for f in me.TWO_WAY_FACTORS if f in p.varying]
     params = [c for c in p.varying if c != "workload" or "workload.kind" not in p.varying]
-    mains, inter = pl.collect_all(
-        [
-            me.main_effects(cell_frame, params, p.metrics),
-            me.interactions(cell_frame, p.features, factors, p.metrics),
-        ]
-    )
+    mains, suppressed = me.main_effects(cell_frame, params, p.metrics)
+    inter = me.interactions(cell_frame.lazy(), p.features, factors, keys, p.metrics).collect()
     section.text.append(
-        "Mean of each metric (over the ok runs where it applies) per level of each varying parameter."
+        "Main effects: the mean of each metric (± 95 % half-width over runs, n runs) per level of each "
+        "varying parameter, averaged over every other parameter and over the runs where the metric applies. "
+        "They are marginals, shown only for parameters whose levels each meet the same combinations of "
+        "the other parameters; for a feature, the paired effects above are the measure of its effect."
     )
-    section.tables.append(Table("main_effects", "Main effects: mean per level", mains))
+    for name, differing in suppressed.items():
+        section.warnings.append(
+            f"main effect of {name} not shown: its levels were run with different values of "
+            f"{', '.join(differing)}, so their means would compare different points"
+        )
+    section.tables.append(
+        Table(
+            "main_effects",
+            "Main effects: marginal mean per level",
+            mains,
+            shown=sections.main_effects_display(mains, p.metrics),
+        )
+    )
     if inter.height:
         section.text.append(
-            "Two-way tables: the mean of each metric with the feature off and on, per level of the factor "
-            "(cells: mean off → mean on). The full table, with the ratio of the means, is tables/interactions."
+            "Two-way tables: the mean of each metric with the feature off and on, per level of the factor, "
+            "over matched cells only (combinations of every other parameter run with the feature both off "
+            "and on; cells without a partner are counted and left out). The paired effect per level is in "
+            "the feature-effects tables."
         )
         section.tables.append(
             Table(
                 "interactions",
-                "Feature x overcommit and feature x hardware",
+                "Feature x overcommit and feature x hardware, matched cells",
                 inter,
                 shown=sections.interactions_display(inter),
             )
@@ -334,7 +428,9 @@ def _add_plots(
     plot_dir: Path,
     p: Plan,
     cell_frame: pl.LazyFrame,
+    keys: list[str],
     effects: pl.DataFrame,
+    better: dict[str, str],
     overcommit_levels: list[str],
     effects_section: Section,
     doc_sections: list[Section],
@@ -342,44 +438,63 @@ def _add_plots(
     """Draw the plots into ``plot_dir`` and attach them to their sections."""
     plot_dir.mkdir(parents=True, exist_ok=True)
     rel = plot_dir.name
-    over, latency = _plot_data(cell_frame, p)
-    for path, caption in (
-        (plots.draw_tornado(effects, plot_dir / "tornado.png"), "Tornado chart of the feature effects"),
-        (
-            plots.draw_heatmap(effects, p.metrics, overcommit_levels, plot_dir / "heatmap_overcommit.png"),
-            "Feature x overcommit heatmap of the median paired ratio",
-        ),
-    ):
+
+    def attach(section: Section, path: Path | None, caption: str) -> None:
         if path is not None:
-            effects_section.images.append(Image(f"{rel}/{path.name}", caption))
+            section.images.append(Image(f"{rel}/{path.name}", caption))
+
+    attach(effects_section, plots.draw_tornado(effects, better, plot_dir / "tornado.png"), "Feature effects")
+    attach(
+        effects_section,
+        plots.draw_heatmap(
+            effects, p.metrics, better, overcommit_levels, plot_dir / "heatmap_overcommit.png"
+        ),
+        "Feature x overcommit: median paired ratio per cell",
+    )
+    attach(
+        effects_section,
+        plots.draw_effects_vs_overcommit(
+            effects, p.metrics, better, overcommit_levels, plot_dir / "effects_overcommit.png"
+        ),
+        "Paired feature effects against overcommit",
+    )
+    over, latency = _plot_data(cell_frame, keys, p)
     section = Section("Metrics against overcommit")
+    section.text.append(
+        "Means over all runs per hardware and overcommit level (95 % interval over runs, n runs): "
+        "marginals over every other parameter, features included. They show how a metric scales with "
+        "overcommit, not what a feature does; the feature effects above compare matched pairs."
+    )
     if over is not None:
-        for m in p.metrics:
-            path = plots.draw_metric_vs_overcommit(
-                over, m, plot_dir / f"overcommit_{sections.safe_name(m)}.png"
-            )
-            if path is not None:
-                section.images.append(Image(f"{rel}/{path.name}", f"{m} against overcommit ratio"))
+        path = plots.draw_metrics_vs_overcommit(over, p.metrics, better, plot_dir / "overcommit.png")
+        attach(section, path, "Metrics against overcommit ratio (marginal means)")
     if not section.images:
         section.text.append("Nothing to plot: overcommit does not vary or no metric applies.")
     doc_sections.append(section)
     latency_section = Section("Timer latency (cyclictest)")
     path = plots.draw_latency(latency, plot_dir / "latency.png") if latency is not None else None
     if path is not None:
-        latency_section.images.append(Image(f"{rel}/{path.name}", "cyclictest timer latency distribution"))
+        latency_section.text.append(
+            "All runs, and each feature off and on over matched cells only (the same points both sides)."
+        )
+        attach(latency_section, path, "cyclictest timer latency distribution")
     else:
         latency_section.text.append("No run measured timer latency (no cyclictest workload).")
     doc_sections.append(latency_section)
 
 
-def _plot_data(cell_frame: pl.LazyFrame, p: Plan) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+def _plot_data(
+    cell_frame: pl.LazyFrame, keys: list[str], p: Plan
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """The aggregated frames behind the overcommit and latency plots (None where a column lacks)."""
     schema = cell_frame.collect_schema()
     lazies: dict[str, pl.LazyFrame] = {}
     if {"hardware", "overcommit"} <= set(schema) and p.metrics:
-        lazies["over"] = plots.overcommit_data(cell_frame, p.features, p.metrics)
+        lazies["over"] = plots.metric_data(cell_frame, p.metrics)
     if "hardware" in schema and all(me.count(c) in schema for c in plots.LATENCY_COLUMNS.values()):
-        lazies["latency"] = plots.latency_data(cell_frame, p.features)
+        # feature lines need matched cells, i.e. cells keyed by every varying column (grid designs)
+        features = p.features if set(p.varying) <= set(keys) else []
+        lazies["latency"] = plots.latency_data(cell_frame, features, keys)
     frames = dict(zip(lazies, pl.collect_all(list(lazies.values())), strict=True)) if lazies else {}
     return frames.get("over"), frames.get("latency")
 

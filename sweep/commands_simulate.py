@@ -111,7 +111,7 @@ def payload(sc: Scenario, seed: int, result: Any) -> dict[str, Any]:
 def _print(console: Console, sc: Scenario, result: Any) -> None:
     from rich.table import Table
 
-    from model import METRICS, exit_table
+    from model import exit_table, metric_info
 
     if not result.ok:
         console.print(f"[red]simulation failed:[/red] {result.error_type}: {result.error}")
@@ -125,7 +125,7 @@ def _print(console: Console, sc: Scenario, result: Any) -> None:
     for name, value in result.metrics.items():
         if isinstance(value, float) and math.isnan(value):
             continue
-        metrics.add_row(name, f"{value:,.3f}" if isinstance(value, float) else str(value), METRICS[name])
+        metrics.add_row(name, f"{value:,.3f}" if isinstance(value, float) else str(value), metric_info(name).meaning)
     console.print(metrics)
     exits = Table(title="VM exits of the measured VM (perf kvm stat)")
     for col in ("VM-EXIT", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"):

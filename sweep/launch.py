@@ -343,6 +343,7 @@ class _Tally:
     total: int
     created: str | None
     counts: store.Counts
+    clock: manifest.Clock | None = None  # the real elapsed time of the launches, kept in the manifest
     written_at: float = field(default_factory=time.monotonic)
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
@@ -354,7 +355,9 @@ class _Tally:
             self.write()
 
     def write(self) -> None:
-        manifest.write(self.output, manifest.build(self.config, self.total, self.created, self.counts))
+        manifest.write(
+            self.output, manifest.build(self.config, self.total, self.created, self.counts, self.clock)
+        )
         self.written_at = time.monotonic()
 
 
@@ -444,6 +447,7 @@ def launch(
     try:
         with claimed(output):
             store.recover(output)
+            clock = manifest.Clock()  # real elapsed time from here, Ray's start included
             state = check_output(config, output, restart=restart)
             missing = total if restart else total - len(state.done)
             if missing > 0:
@@ -452,7 +456,7 @@ def launch(
                 remove_own_files(output, state)
                 state = OutputState.empty()
             created = state.manifest.get("created") if state.manifest else None
-            tally = _Tally(config, output, total, created, state.counts)
+            tally = _Tally(config, output, total, created, state.counts, clock.follows(state.manifest))
             tally.write()
             write_design(config, output)
             summary, invalid = None, points.Invalid()
@@ -475,7 +479,11 @@ def launch(
                 finally:
                     committer.flush()  # what finished is kept, on a stop or an error too
                     progress.close()
+                    clock.stop()
                     tally.write()
+            else:
+                clock.stop()
+                tally.write()
     finally:
         if started:
             import ray

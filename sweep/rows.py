@@ -1,7 +1,13 @@
-"""Turn points and their outcomes into Arrow tables of the runs and exits schemas."""
+"""Turn points and their outcomes into Arrow tables of the runs and exits schemas.
+
+A metric the model reports as NaN does not apply to the run (no sample, a
+share of zero time: ``model.result``); it is stored as null, so that every
+reader's mean, sum and count skip it (a NaN would make them NaN).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +43,11 @@ def _common(stamp: Stamp, point: Point) -> dict[str, Any]:
     }
 
 
+def applicable(value: float) -> float | None:
+    """A metric value as stored: null where the model says it does not apply (NaN)."""
+    return None if math.isnan(value) else value
+
+
 def tables(stamp: Stamp, points: Sequence[Point], outcomes: Sequence[Outcome]) -> tuple[pa.Table, pa.Table]:
     """(runs, exits) tables for one batch; outcomes are in the points' order."""
     metric_columns = store.metric_columns()
@@ -56,7 +67,7 @@ def tables(stamp: Stamp, points: Sequence[Point], outcomes: Sequence[Outcome]) -
             "error": outcome.error,
             "wall_s": outcome.wall_s,
         }
-        row.update({m: metrics[m] for m in metric_columns})
+        row.update({m: applicable(metrics[m]) for m in metric_columns})
         runs.append(row)
         for reason, detail, samples, total_ns, min_ns, max_ns in outcome.exits:
             exits.append(

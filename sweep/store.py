@@ -20,32 +20,51 @@ replaces, deleted before the new files move in.  Rows are therefore never
 half-written, and never doubled: the writer only runs points absent from
 ``runs/``, after rolling every pending commit forward.
 
-The ``hardware`` and ``workload`` partition columns are both in the
-directory names (hive partitioning) and in the files, in the contract's
-column order, which every reader keeps.
+The ``hardware`` and ``workload`` partition columns are in the directory
+names only (hive partitioning), so that pandas, Polars and DuckDB all read
+``runs/`` as it is.  The schemas are :func:`runs_columns` and
+:func:`exits_columns`, derived from ``model.result`` and ``model.scenario``;
+``manifest.json`` carries them (:func:`schema_json`) for readers that do not
+import the model.  A metric that does not apply to a run is null.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import inspect
 import json
 import os
+import re
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from pydantic import BaseModel
 
-from model.result import METRIC_NAMES
-from model.scenario import flat_schema
+from model.hardware import Profile
+from model.result import (
+    BOOKKEEPING,
+    EXIT_COLUMNS,
+    EXIT_COUNTERS,
+    EXIT_MEANINGS,
+    METRIC_NAMES,
+    ExitRow,
+    ci95_of,
+    metric_info,
+    unit,
+)
+from model.scenario import Scenario, flat_schema
 
 RUNS_DIR = "runs"
 EXITS_DIR = "exits"
@@ -73,61 +92,276 @@ _PA_TYPES: dict[type, pa.DataType] = {
     str: pa.string(),
 }
 
-RUN_FIXED: tuple[tuple[str, pa.DataType], ...] = (
-    ("point_id", pa.string()),
-    ("sweep", pa.string()),
-    ("config_hash", pa.string()),
-    ("design_index", pa.int64()),
-    ("replicate", pa.int32()),
-    ("seed", pa.int64()),
-    ("status", pa.string()),
-    ("error_type", pa.string()),
-    ("error", pa.string()),
-    ("wall_s", pa.float64()),
+# Column roles, as manifest.json names them (pipelines read the roles from there).
+ROLE_ID = "id"  # identifies the run: point_id, sweep, config_hash, design_index, replicate, seed
+ROLE_STATUS = "status"  # status, error_type, error
+ROLE_PARAM = "param"  # a scenario parameter
+ROLE_METRIC = "metric"  # a measured result
+ROLE_UNCERTAINTY = "uncertainty"  # within-run 95 % half-width of the metric named in ``of``
+ROLE_BOOKKEEPING = "bookkeeping"  # about the run, not the system (sim_s, events, wall_s)
+ROLE_PARTITION = "partition"  # in the directory names only
+ROLE_EXIT = "exit"  # a column of the exit table
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a dataset: the single description that the Parquet schema, ``manifest.json``
+    and ``docs/dataset.md`` are all derived from."""
+
+    name: str
+    type: pa.DataType
+    role: str
+    meaning: str
+    unit: str = ""
+    counter: str = ""  # the kernel counter or tool output the column corresponds to
+    better: str = ""  # "higher", "lower" or "" (metrics)
+    of: str = ""  # uncertainty columns: the metric they qualify
+    partition: bool = False  # a hive partition: in the directory names, not inside the files
+    default: Any = None  # parameters: the scenario's default
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": str(self.type), "role": self.role}
+        for key in ("unit", "meaning", "counter", "better", "of"):
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        if self.partition:
+            out["partition"] = True
+        if self.role == ROLE_PARAM:
+            out["default"] = self.default
+        return out
+
+
+ID_COLUMNS: tuple[tuple[str, pa.DataType, str, str], ...] = (
+    ("point_id", pa.string(), ROLE_ID, "stable hash of the resolved scenario and the replicate"),
+    ("sweep", pa.string(), ROLE_ID, "the sweep's name"),
+    ("config_hash", pa.string(), ROLE_ID, "hash of the sweep config that planned the run"),
+    ("design_index", pa.int64(), ROLE_ID, "row of the design (the same for every replicate)"),
+    ("replicate", pa.int32(), ROLE_ID, "replicate number, 0 .. replicates - 1"),
+    ("seed", pa.int64(), ROLE_ID, "the run's seed (feature on/off pairs share it)"),
+    ("status", pa.string(), ROLE_STATUS, "ok, or error when the simulation raised"),
+    ("error_type", pa.string(), ROLE_STATUS, "exception class of a failed run"),
+    ("error", pa.string(), ROLE_STATUS, "first line of the exception's message"),
+    ("wall_s", pa.float64(), ROLE_BOOKKEEPING, "wall time of the simulate call (set for failed runs too)"),
 )
-PARTITIONS: tuple[tuple[str, pa.DataType], ...] = (("hardware", pa.string()), ("workload", pa.string()))
+# (name, the flat scenario key it shows, meaning); ``hardware`` is itself a scenario parameter.
+PARTITIONS: tuple[tuple[str, str], ...] = (("hardware", "hardware"), ("workload", "workload.kind"))
 PARTITION_NAMES = tuple(name for name, _ in PARTITIONS)
-PARTITIONING = ds.partitioning(pa.schema(list(PARTITIONS)), flavor="hive")
-EXIT_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
-    ("point_id", pa.string()),
-    ("sweep", pa.string()),
-    ("config_hash", pa.string()),
-    ("replicate", pa.int32()),
-    ("seed", pa.int64()),
-    ("hardware", pa.string()),
-    ("workload", pa.string()),
-    ("reason", pa.string()),
-    ("detail", pa.string()),
-    ("samples", pa.int64()),
-    ("total_ns", pa.int64()),
-    ("min_ns", pa.int64()),
-    ("max_ns", pa.int64()),
-)
+PARTITIONING = ds.partitioning(pa.schema([(n, pa.string()) for n in PARTITION_NAMES]), flavor="hive")
+EXIT_ID_COLUMNS = ("point_id", "sweep", "config_hash", "replicate", "seed")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """``name -> comment`` of the fields of a class whose source says ``name: type = ...  # comment``."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for match in re.finditer(r"^ {4}(\w+):[^\n#]*#\s*(.+)$", source, flags=re.MULTILINE):
+        out[match.group(1)] = match.group(2).strip()
+    return out
+
+
+# What a parameter means, for the fields whose source line carries no comment, and for the features,
+# whose comment names the kernel commit (kept as the column's source).  Docs only: the scenario's
+# models stay the definition of the parameters and their types.
+PARAM_MEANINGS: dict[str, str] = {
+    "hardware": "hardware profile (model.hardware.PROFILES): costs and capabilities of the host CPU",
+    "pinning": "vCPU threads pinned one per pCPU (dedicated) or floating (none)",
+    "overcommit": "vCPUs of all VMs / pCPUs; co-runner VMs fill the host up to it",
+    "topology.sockets": "host sockets",
+    "topology.cores_per_socket": "host cores per socket",
+    "topology.threads_per_core": "SMT threads per core",
+    "vm.vcpus": "vCPUs of the measured VM",
+    "vm.apic": "guest APIC mode: xAPIC (MMIO), x2APIC physical or x2APIC cluster destination mode",
+    "vm.idle": "guest idle: hlt (exits to KVM) or poll (idle=poll, never halts)",
+    "workload.kind": "the measured VM's workload",
+    "workload.hackbench.groups": "hackbench groups",
+    "workload.hackbench.senders": "hackbench senders per group",
+    "workload.hackbench.receivers": "hackbench receivers per group",
+    "workload.hackbench.message_bytes": "hackbench message size",
+    "workload.cyclictest.interval_us": "cyclictest timer interval",
+    "workload.ebizzy.threads_per_vcpu": "ebizzy threads per vCPU",
+    "workload.ebizzy.chunk_kib": "ebizzy chunk size",
+    "workload.lockbench.threads_per_vcpu": "lockbench threads per vCPU",
+    "workload.vmexit.test": "kvm-unit-tests vmexit test",
+    "corunner.workload": "what the co-runner VMs run (same: the measured VM's workload)",
+    "sim.duration_ms": "simulated time of a run, warm-up included",
+    "sim.warmup_ms": "warm-up not measured",
+    "features.ipi_fastpath": "KVM x2APIC ICR-write fastpath (handle_fastpath_set_x2apic_icr_irqoff)",
+    "features.timer_fastpath": "KVM TSC-deadline timer fastpath (handle_fastpath_set_tscdeadline)",
+    "features.boost_ready": "kvm_vcpu_on_spin boosts preempted runnable vCPUs (vcpu->ready)",
+    "features.boost_user_irq": "boost vCPUs with a pending interrupt even at CPL 3",
+    "features.boost_queue_head": "KICK_CPU yields to the kicked qspinlock queue head",
+    "features.pv_sched_yield": "guest PV sched yield: yield to a preempted IPI target (KVM_HC_SCHED_YIELD)",
+    "features.pv_sched_yield_skip_idle": "PV sched yield skips idle targets",
+    "features.pv_tlb_flush": "guest PV TLB flush: defer flushes of preempted vCPUs (KVM_VCPU_FLUSH_TLB)",
+    "features.pv_send_ipi": "guest PV send-IPI hypercall (KVM_HC_SEND_IPI), one exit per multicast",
+    "features.pv_spinlock": "guest paravirt qspinlock: pv_wait halts, pv_kick wakes (KVM_HC_KICK_CPU)",
+    "features.pv_wait_early": "pv_wait_early: a waiter halts early when the previous node is preempted",
+    "features.ple": "Pause-loop exiting (Intel PLE / AMD pause filter)",
+}
+
+
+def _param_docs() -> dict[str, tuple[str, Any, str]]:
+    """``dotted key -> (meaning, default, source)`` of every scenario parameter, from the scenario's
+    models: :data:`PARAM_MEANINGS`, else the field's comment in the source (a feature's comment, its
+    commit, becomes the source), with the allowed values of a choice."""
+    out: dict[str, tuple[str, Any, str]] = {}
+    cost_comments = field_comments(Profile)
+
+    def walk(model: type[BaseModel], prefix: str, instance: BaseModel) -> None:
+        comments = cost_comments if prefix == "costs." else field_comments(model)
+        for name, info in model.model_fields.items():
+            value = getattr(instance, name)
+            key = prefix + name
+            if isinstance(value, BaseModel):
+                walk(type(value), f"{key}.", value)
+                continue
+            comment = comments.get(name) or info.description or ""
+            source = ""
+            if prefix == "costs.":
+                meaning = f"override of the hardware profile's {name} (null: the profile's)"
+                meaning += f": {comment}" if comment else ""
+            elif key in PARAM_MEANINGS:
+                meaning = PARAM_MEANINGS[key]
+                source = comment
+                if comment and not prefix.startswith("features."):
+                    meaning, source = f"{meaning} ({comment})", ""
+            else:
+                meaning = comment
+            choices = [a for a in get_args(info.annotation) if isinstance(a, str)]
+            if choices and len(choices) == len(get_args(info.annotation)):
+                meaning += f"; one of {', '.join(choices)}"
+            out[key] = (meaning, value, source)
+
+    walk(Scenario, "", Scenario())
+    return out
+
+
+def _unit_of_param(name: str) -> str:
+    found = unit(name)
+    return "" if found == "count" else found
+
+
+@cache
+def runs_columns() -> tuple[Column, ...]:
+    """The runs dataset, in contract order: ids and status, scenario parameters, metrics, partitions.
+
+    Derived from ``model.scenario.flat_schema()`` (parameters) and
+    ``model.result.METRICS`` (metrics), so a new parameter or metric needs no
+    edit here.  ``wall_s`` is both a fixed column and a metric name; the fixed
+    column (the runner's measure of the simulate call, also set for error
+    rows) is kept and the metric is not repeated.  The partition columns come
+    last, as every hive reader (pyarrow, Polars, DuckDB) puts them.
+    """
+    columns = [
+        Column(n, t, role, meaning, unit=unit(n) if n == "wall_s" else "")
+        for n, t, role, meaning in ID_COLUMNS
+    ]
+    fixed = {c.name for c in columns}
+    docs = _param_docs()
+    partition_keys = {key: name for name, key in PARTITIONS}
+    params = []
+    for key, kind in flat_schema().items():
+        meaning, default, source = docs.get(key, ("", None, ""))
+        is_partition = partition_keys.get(key) == key
+        column = Column(
+            key,
+            _PA_TYPES[kind],
+            ROLE_PARAM,
+            meaning,
+            _unit_of_param(key),
+            source,
+            partition=is_partition,
+            default=default,
+        )
+        params.append(column)
+    columns += [c for c in params if not c.partition]
+    for name in METRIC_NAMES:
+        if name in fixed:
+            continue
+        info = metric_info(name)
+        base = ci95_of(name)
+        role = ROLE_UNCERTAINTY if base else ROLE_BOOKKEEPING if name in BOOKKEEPING else ROLE_METRIC
+        columns.append(
+            Column(name, pa.float64(), role, info.meaning, unit(name), info.counter, info.better, base or "")
+        )
+    columns += [c for c in params if c.partition]
+    for name, key in PARTITIONS:
+        if name != key:
+            columns.append(
+                Column(name, pa.string(), ROLE_PARTITION, f"partition: the value of {key}", partition=True)
+            )
+    return tuple(columns)
+
+
+@cache
+def exits_columns() -> tuple[Column, ...]:
+    """The exits dataset: the run's ids, the fields of ``model.result.ExitRow``, the partitions."""
+    runs = {c.name: c for c in runs_columns()}
+    columns = [runs[n] for n in EXIT_ID_COLUMNS]
+    types = {f.name: f.type for f in dataclass_fields(ExitRow)}
+    for name in EXIT_COLUMNS:
+        kind = {"str": str, "int": int, "float": float}.get(str(types[name]), str)
+        columns.append(
+            Column(
+                name,
+                _PA_TYPES[kind],
+                ROLE_EXIT,
+                EXIT_MEANINGS.get(name, ""),
+                "ns" if name.endswith("_ns") else "count" if name == "samples" else "",
+                EXIT_COUNTERS.get(name, ""),
+            )
+        )
+    columns += [
+        Column(name, pa.string(), ROLE_PARTITION, runs[name].meaning, partition=True)
+        for name in PARTITION_NAMES
+    ]
+    return tuple(columns)
 
 
 def metric_columns() -> tuple[str, ...]:
-    """Metric columns of the runs dataset.
-
-    ``wall_s`` is both a fixed column and a metric name; the fixed column (the
-    runner's measure of the simulate call, also set for error rows) is kept and
-    the metric is not repeated.
-    """
-    fixed = {name for name, _ in RUN_FIXED}
+    """Metric columns of the runs dataset (metrics, uncertainties, bookkeeping), in the model's order."""
+    fixed = {name for name, *_ in ID_COLUMNS}
     return tuple(m for m in METRIC_NAMES if m not in fixed)
 
 
+def _schema(columns: tuple[Column, ...], files: bool) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type) for c in columns if not (files and c.partition)])
+
+
+@cache
 def runs_schema() -> pa.Schema:
-    """The runs dataset in contract order: fixed, scenario parameters, metrics, then ``workload``."""
-    fields = [pa.field(n, t) for n, t in RUN_FIXED]
-    fields += [pa.field(key, _PA_TYPES[kind]) for key, kind in flat_schema().items()]
-    fields += [pa.field(m, pa.float64()) for m in metric_columns()]
-    names = {f.name for f in fields}
-    fields += [pa.field(n, t) for n, t in PARTITIONS if n not in names]
-    return pa.schema(fields)
+    """The runs dataset as readers see it (partition columns included, last)."""
+    return _schema(runs_columns(), files=False)
 
 
+@cache
+def runs_file_schema() -> pa.Schema:
+    """The columns inside a runs file: the partition columns live in the directory names only, so
+    that no reader finds the same column twice with two types."""
+    return _schema(runs_columns(), files=True)
+
+
+@cache
 def exits_schema() -> pa.Schema:
-    return pa.schema([pa.field(n, t) for n, t in EXIT_FIELDS])
+    return _schema(exits_columns(), files=False)
+
+
+@cache
+def exits_file_schema() -> pa.Schema:
+    return _schema(exits_columns(), files=True)
+
+
+def schema_json() -> dict[str, Any]:
+    """The datasets' schemas and column roles, as ``manifest.json`` records them."""
+    return {
+        "partitions": list(PARTITION_NAMES),
+        "runs": [c.as_json() for c in runs_columns()],
+        "exits": [c.as_json() for c in exits_columns()],
+    }
 
 
 # -- layout and locking ---------------------------------------------------------------
@@ -177,15 +411,19 @@ def partition_dir(hardware: str, workload: str) -> Path:
 def _write_partitioned(table: pa.Table, base_dir: Path, batch_id: str) -> None:
     """One file per (hardware, workload) of ``table``, under its hive directory.
 
-    The partition columns stay inside the files too, so that every reader
-    (pyarrow, Polars, DuckDB; with or without hive partitioning) sees the
-    columns in the contract's order, and a single file describes itself.
+    The partition columns are in the directory names only, not inside the
+    files: a column stored in both places would reach pandas (pyarrow) as
+    ``string`` from the files and ``dictionary`` from the paths, which it
+    refuses to merge.  ``workload.kind`` (the scenario parameter behind the
+    ``workload`` partition) stays in the files, so a single file still says
+    what ran, except its hardware.
     """
     hardware, workload = (table.column(name).to_pylist() for name in PARTITION_NAMES)
+    body = table.drop_columns(list(PARTITION_NAMES))
     for hw, wl in sorted(set(zip(hardware, workload, strict=True))):
         mask = pc.and_(pc.equal(table.column("hardware"), hw), pc.equal(table.column("workload"), wl))
         ds.write_dataset(
-            table.filter(mask),
+            body.filter(mask),
             base_dir / partition_dir(hw, wl),
             format="parquet",
             basename_template=f"{batch_id}-{{i}}.parquet",
@@ -329,7 +567,7 @@ def compact(output: Path, min_files: int = 2) -> CompactResult:
     the next writer's roll-forward) the new ones, never both.
     """
     before = after = rows = 0
-    for top, schema in ((RUNS_DIR, runs_schema()), (EXITS_DIR, exits_schema())):
+    for top, schema in ((RUNS_DIR, runs_file_schema()), (EXITS_DIR, exits_file_schema())):
         by_dir: dict[Path, list[Path]] = {}
         for path in data_files(output, top):
             by_dir.setdefault(path.parent, []).append(path)

@@ -6,7 +6,7 @@ them with ``ktime_get()``:
 - ``unicast`` ("Normal IPI"): ``smp_call_function_single(cpu, handle_ipi, &t, 1)``
   to ``cpumask_any_but(cpu_online_mask, self)`` = vCPU 1.  The handler stores
   the one-way time (``ipi_benchmark_oneway_ns``); the call returns when the
-  target released the csd (``ipi_benchmark_ns_per_op``).
+  target released the csd (``ipi_benchmark_op_ns``).
 - ``broadcast`` ("Broadcast IPI"): ``smp_call_function_many(cpu_online_mask,
   handle_ipi, NULL, 1)``: every other vCPU.
 - ``multicast``: ``smp_call_function_many`` to vCPUs 1..``targets`` (one

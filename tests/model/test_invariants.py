@@ -36,7 +36,7 @@ CASES = {
 
 PROGRESS = {"cpu-bound": "compute_s_per_s", "cyclictest": "timer_latency_avg_us", "hackbench": "messages_per_s",
             "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles",
-            "ipi_benchmark": "ipi_benchmark_ns_per_op"}
+            "ipi_benchmark": "ipi_benchmark_op_ns"}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.synthetic import GridSpec, write_design_sweep, write_grid_sweep
+from tests.pipelines.synthetic import GridSpec, write_design_sweep, write_grid_sweep
 
 IPI = "features.ipi_fastpath"
 BOOST = "features.boost_ready"
@@ -90,3 +90,26 @@ def write_ishigami(directory: Path, **kwargs: object) -> Path:
     return write_design_sweep(
         directory, "sobol", problem, x, {"messages_per_s": Ishigami.evaluate(x)}, **kwargs
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``conf/smoke.yaml`` sweep (36 simulations, Ray in a child process), its report written."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines import write_report
+
+    out = tmp_path_factory.mktemp("smoke") / "smoke"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "sweep.cli", "launch", "conf/smoke.yaml", "-o", str(out), "--no-report"]
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    write_report(out)
+    return out

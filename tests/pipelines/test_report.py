@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines import ReportError, write_report
-from pipelines.synthetic import GridSpec, write_grid_sweep
 from sweep.commands_report import register
+from tests.pipelines.synthetic import GridSpec, write_grid_sweep
 
 EVIL = '<script>alert("x")</script>'
 
@@ -48,7 +48,7 @@ def test_layout(effects_sweep: Path) -> None:
             pl.read_csv(tables / f"{name}.csv").height == pl.read_parquet(tables / f"{name}.parquet").height
         )
     plots = {p.name for p in (report / "plots").glob("*.png")}
-    assert {"tornado.png", "heatmap_overcommit.png", "overcommit_messages_per_s.png"} <= plots
+    assert {"tornado.png", "heatmap_overcommit.png", "effects_overcommit.png", "overcommit.png"} <= plots
 
 
 def test_every_table_has_both_formats(broken_sweep: Path) -> None:
@@ -66,7 +66,7 @@ def test_html_is_self_contained_and_escaped(broken_sweep: Path) -> None:
     assert html.escape('evil <script>alert("x")</script> & co') in page
     images = re.findall(r'<img src="([^"]{0,40})', page)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
-    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loaded from elsewhere
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing loaded from elsewhere
 
 
 def test_markdown_is_escaped(broken_sweep: Path) -> None:

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from pipelines import open_dataset, sensitivity, write_report
-from pipelines.synthetic import write_design_sweep
 from tests.pipelines.conftest import ISHIGAMI_NAMES, ishigami_problem, write_ishigami
+from tests.pipelines.synthetic import write_design_sweep
 
 # Analytic indices of Ishigami (a=7, b=0.1).
 S1 = [0.3139, 0.4424, 0.0]

@@ -1,70 +1,34 @@
-"""Synthetic sweep outputs of the dataset contract's exact shape, with planted effects.
+"""Synthetic sweep outputs with planted effects, of the exact shape the sweep writes.
 
-For tests, the benchmark and notebooks: the report can be checked against
+For the report's tests and benchmark: the report can be checked against
 effects it must recover (a feature that multiplies a metric by 1.2 must come
-out at 1.2), and timed at any size, without running the simulator.  The files
-look like the sweep's: ``runs/`` and ``exits/`` hive-partitioned by hardware
-and workload, fixed columns first, then parameters, then metrics, and a
-``manifest.json``.
+out at 1.2), and timed at any size, without running the simulator.  Nothing
+here restates the dataset contract: the columns, their types and roles, and
+the manifest's ``schema`` come from ``sweep.store`` (itself derived from the
+model's result record and scenario), and the files are written the way the
+store writes them (hive partitions in the paths only).  A metric this module
+has no value model for is null (not applicable), as the model leaves a metric
+that does not apply.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from sweep import store
 
 Effect = float | Mapping[float, float]  # a ratio on/off, or one per overcommit level
 
-# Parameters that stay at their defaults in a synthetic sweep (a realistic width of the table).
-CONSTANT_PARAMS: dict[str, Any] = {
-    "topology.sockets": 2,
-    "topology.cores_per_socket": 24,
-    "topology.threads_per_core": 2,
-    "pinning": "dedicated",
-    "vm.avic": False,
-    "vm.apicv": True,
-    "vm.idle": "hlt",
-    "vm.hlt_passthrough": False,
-    "vm.halt_poll_ns": 200_000,
-    "vm.steal_preempted_on_halt": True,
-    "vm.guest_hz": 250,
-    "workload.hackbench.groups": 10,
-    "workload.hackbench.senders": 20,
-    "workload.hackbench.receivers": 20,
-    "workload.cyclictest.interval_us": 1000,
-    "workload.ebizzy.chunk_kib": 512,
-    "workload.lockbench.cs_ns": 500,
-    "corunner.workload": "cpu-bound",
-    "corunner.vcpus": None,
-    "costs.exit_hlt_ns": None,
-    "costs.exit_pause_ns": None,
-    "costs.exit_vmcall_ns": None,
-    "sim.duration_ms": 200.0,
-    "sim.warmup_ms": 20.0,
-}
-FEATURE_DEFAULTS: dict[str, bool] = {
-    "features.ipi_fastpath": True,
-    "features.timer_fastpath": True,
-    "features.boost_ready": True,
-    "features.boost_user_irq": True,
-    "features.boost_queue_head": False,
-    "features.pv_sched_yield": True,
-    "features.pv_sched_yield_skip_idle": False,
-    "features.pv_tlb_flush": True,
-    "features.pv_send_ipi": True,
-    "features.pv_spinlock": True,
-    "features.pv_wait_early": False,
-    "features.ple": True,
-}
 # metric -> (base value, exponent of overcommit, workload kinds it applies to; empty: all)
 METRIC_MODEL: dict[str, tuple[float, float, tuple[str, ...]]] = {
     "messages_per_s": (2.0e6, -0.6, ("hackbench",)),
@@ -91,13 +55,13 @@ METRIC_MODEL: dict[str, tuple[float, float, tuple[str, ...]]] = {
     "events": (4.0e6, 0.3, ()),
 }
 DESIGN_FILE = "design.parquet"  # the sampler's rows in problem space, as the sweep writes them
-# Exit reasons of a synthetic run: (reason, detail, samples per run, mean ns)
+# Exit reasons of a synthetic run, as model.metrics records them: (reason, detail, samples, mean ns)
 EXITS: tuple[tuple[str, str, int, int], ...] = (
     ("EXTERNAL_INTERRUPT", "", 4000, 900),
     ("MSR_WRITE", "0x830", 6000, 1400),
     ("MSR_WRITE", "0x6e0", 2500, 1100),
     ("HLT", "", 3000, 2500),
-    ("PAUSE_INSTRUCTION", "", 800, 1800),
+    ("PAUSE", "", 800, 1800),
     ("VMCALL", "", 500, 1600),
 )
 
@@ -194,7 +158,8 @@ def config_hash(spec_text: str) -> str:
 
 
 def runs_frame(spec: GridSpec) -> pl.DataFrame:
-    """The runs table of a grid sweep, before missing runs are dropped and files written."""
+    """The runs table of a grid sweep (every column of the schema, partitions included), before
+    missing runs are dropped and files written."""
     rng = np.random.default_rng(spec.seed)
     design = _design(spec)
     metrics = _metrics(design, spec, rng)
@@ -204,52 +169,56 @@ def runs_frame(spec: GridSpec) -> pl.DataFrame:
         if name != "wall_s":
             values[failed] = np.nan
     chash = config_hash(repr(spec))
-    fixed = pl.DataFrame(
-        {
-            "sweep": pl.repeat(spec.name, n, dtype=pl.String, eager=True),
-            "config_hash": pl.repeat(chash, n, dtype=pl.String, eager=True),
-            "design_index": design["design_index"],
-            "replicate": design["replicate"],
-            "seed": (1000 + design["replicate"]).cast(pl.Int64),
-            "status": np.where(failed, "error", "ok"),
-            "error_type": pl.Series(np.where(failed, "SimulationError", "")).replace("", None),
-            "error": pl.Series(np.where(failed, "synthetic failure: event queue overflow", "")).replace(
-                "", None
-            ),
-            "wall_s": metrics.pop("wall_s"),
-        }
-    ).with_columns(
-        pl.format("{}-{}-{}", pl.lit(chash[:8]), pl.col("design_index"), pl.col("replicate")).alias(
-            "point_id"
+    index = design["design_index"]
+    values: dict[str, Any] = {
+        "point_id": pl.format("{}-{}-{}", pl.lit(chash[:8]), index, design["replicate"]),
+        "sweep": pl.lit(spec.name),
+        "config_hash": pl.lit(chash),
+        "design_index": index,
+        "replicate": design["replicate"],
+        "seed": (1000 + design["replicate"]).cast(pl.Int64),
+        "status": pl.Series(np.where(failed, "error", "ok")),
+        "error_type": pl.Series(np.where(failed, "SimulationError", "")).replace("", None),
+        "error": pl.Series(np.where(failed, "synthetic failure: event queue overflow", "")).replace("", None),
+        "workload": design["workload.kind"],
+    }
+    values.update({c: design[c] for c in design.columns if c not in ("design_index", "replicate")})
+    values.update(metrics)
+    for column in store.runs_columns():  # within-run 95 % half-widths: about 2 % where the metric applies
+        if column.role == store.ROLE_UNCERTAINTY and column.of in metrics:
+            spread = 2.0 * (1.0 + 0.1 * rng.random(n))
+            values[column.name] = np.where(np.isnan(metrics[column.of]), np.nan, spread)
+    return complete(pl.DataFrame({"design_index": index}), values)
+
+
+def complete(frame: pl.DataFrame, values: Mapping[str, Any]) -> pl.DataFrame:
+    """Every column of the runs schema, in order, with its type: ``values`` where given (Series,
+    expressions or scalars), else the parameter's default or null."""
+    columns = []
+    for column in store.runs_columns():
+        dtype = _POLARS[str(column.type)]
+        value = values.get(column.name, column.default if column.role == store.ROLE_PARAM else None)
+        if isinstance(value, np.ndarray | pl.Series):
+            value = pl.Series(value)
+            value = value.fill_nan(None) if value.dtype.is_float() else value
+        expr = (
+            value
+            if isinstance(value, pl.Expr)
+            else pl.lit(value)
+            if not isinstance(value, pl.Series)
+            else value
         )
-    )
-    params = _params(design, spec)
-    table = pl.concat([fixed, params, pl.DataFrame(metrics)], how="horizontal")
-    order = ["point_id", *[c for c in fixed.columns if c != "point_id"]]
-    return table.select(*order, *[c for c in table.columns if c not in (*order, "workload")], "workload")
+        columns.append((expr if isinstance(expr, pl.Expr) else pl.lit(expr)).cast(dtype).alias(column.name))
+    return frame.select(columns)
 
 
-def _params(design: pl.DataFrame, spec: GridSpec) -> pl.DataFrame:
-    """Every parameter column: the varying factors, the features and the constants."""
-    n = design.height
-    cols: dict[str, pl.Series] = {}
-    for name in ("hardware", "overcommit", "vm.vcpus", "vm.apic", "workload.kind"):
-        cols[name] = design[name].alias(name)
-    for name, default in FEATURE_DEFAULTS.items():
-        cols[name] = design[name] if name in design.columns else pl.repeat(default, n, eager=True).alias(name)
-    for name, value in CONSTANT_PARAMS.items():
-        cols[name] = pl.repeat(value, n, dtype=_dtype(name, value), eager=True).alias(name)
-    cols["workload"] = design["workload.kind"].alias("workload")
-    return pl.DataFrame(list(cols.values()))
-
-
-def _dtype(name: str, value: Any) -> pl.DataType:
-    """The contract type of a constant parameter (costs are nullable floats, counts int64)."""
-    if name.startswith("costs."):
-        return pl.Float64()
-    if value is None or isinstance(value, bool):
-        return pl.Int64() if value is None else pl.Boolean()
-    return {int: pl.Int64(), float: pl.Float64(), str: pl.String()}[type(value)]
+_POLARS: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "int64": pl.Int64(),
+    "int32": pl.Int32(),
+    "double": pl.Float64(),
+    "bool": pl.Boolean(),
+}
 
 
 def exits_frame(runs: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
@@ -273,22 +242,14 @@ def exits_frame(runs: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def write_partitioned(frame: pl.DataFrame, directory: Path) -> None:
+def write_partitioned(frame: pl.DataFrame, directory: Path, file_schema: pa.Schema) -> None:
     """Write a frame as the sweep's store does: one zstd Parquet file per (hardware, workload),
-    under ``hardware=H/workload=W`` (values URI-escaped), the partition columns kept in the files."""
+    under ``hardware=H/workload=W``, the partition columns in the paths only."""
     for (hardware, workload), part in frame.group_by("hardware", "workload", maintain_order=True):
-        target = (
-            directory
-            / f"hardware={quote(str(hardware), safe='')}"
-            / f"workload={quote(str(workload), safe='')}"
-        )
+        target = directory / store.partition_dir(str(hardware), str(workload))
         target.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
-            part.to_arrow(compat_level=pl.CompatLevel.oldest()),
-            target / "part-0.parquet",
-            compression="zstd",
-            row_group_size=64 * 1024,
-        )
+        table = part.select(file_schema.names).to_arrow().cast(file_schema)
+        pq.write_table(table, target / "part-0.parquet", compression="zstd", row_group_size=64 * 1024)
 
 
 def manifest(
@@ -300,10 +261,12 @@ def manifest(
     problem: Mapping[str, Any] | None = None,
     replicates: int = 1,
     by: Sequence[str] | None = None,
+    with_schema: bool = True,
 ) -> dict[str, Any]:
     """A manifest.json of the contract's shape."""
     config = {
         "name": name,
+        "description": f"synthetic {design} sweep with planted effects",
         "space": {"design": design, "params": dict(params)},
         "replicates": replicates,
         "report": {"metrics": list(metrics) if metrics else None, "by": list(by) if by else None},
@@ -313,6 +276,17 @@ def manifest(
         "config": config,
         "config_hash": config_hash(json.dumps(config, sort_keys=True, default=str)),
         "counts": dict(counts),
+        "code_version": "synthetic",
+        "launches": [
+            {
+                "started": "2026-01-01T00:00:00+00:00",
+                "finished": "2026-01-01T00:01:40+00:00",
+                "elapsed_s": 100.0,
+                "runs_written": counts.get("ok", 0) + counts.get("error", 0),
+            }
+        ],
+        "elapsed_s": 100.0,
+        "schema": store.schema_json() if with_schema else None,
     }
     if problem is not None:
         out["problem"] = dict(problem)
@@ -326,14 +300,20 @@ def _drop_missing(runs: pl.DataFrame, fraction: float, seed: int) -> pl.DataFram
     return runs.filter(pl.Series(keep))
 
 
-def write_grid_sweep(output_dir: Path | str, spec: GridSpec) -> Path:
-    """Write a synthetic grid sweep (runs, exits, manifest) into ``output_dir``; return it."""
+def write_grid_sweep(
+    output_dir: Path | str, spec: GridSpec, transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+) -> Path:
+    """Write a synthetic grid sweep (runs, exits, manifest) into ``output_dir``; return it.
+
+    ``transform`` edits the planned runs first (drop design points, change values): what it returns
+    is the plan the manifest counts."""
     output_dir = Path(output_dir)
     full = runs_frame(spec)
+    full = transform(full) if transform is not None else full
     runs = _drop_missing(full, spec.missing_fraction, spec.seed)
-    write_partitioned(runs, output_dir / "runs")
+    write_partitioned(runs, output_dir / "runs", store.runs_file_schema())
     if spec.exits:
-        write_partitioned(exits_frame(runs, spec.seed), output_dir / "exits")
+        write_partitioned(exits_frame(runs, spec.seed), output_dir / "exits", store.exits_file_schema())
     counts = _counts(runs, full.height)
     params = {k: list(v) for k, v in _factors(spec).items()}
     doc = manifest(
@@ -370,35 +350,32 @@ def write_design_sweep(
     rows, _ = x.shape
     index = np.repeat(np.arange(rows, dtype=np.int64), replicates)
     replicate = np.tile(np.arange(replicates, dtype=np.int32), rows)
-    frame = pl.DataFrame(
-        {
-            "point_id": [f"p{i}-{r}" for i, r in zip(index, replicate, strict=True)],
-            "sweep": name,
-            "config_hash": "design",
-            "design_index": index,
-            "replicate": replicate,
-            "seed": (1000 + replicate).astype(np.int64),
-            "status": "ok",
-            "error_type": pl.Series([None] * len(index), dtype=pl.String),
-            "error": pl.Series([None] * len(index), dtype=pl.String),
-            "wall_s": np.full(len(index), 0.5),
-            "hardware": hardware,
-            "workload": workload,
-            "workload.kind": workload,
-            **{n: x[index, j] for j, n in enumerate(problem["names"])},
-            **{m: np.asarray(v, dtype=np.float64)[index] for m, v in outputs.items()},
-            "sim_s": np.full(len(index), 0.18),
-        }
-    )
+    values = {
+        "point_id": pl.Series([f"p{i}-{r}" for i, r in zip(index, replicate, strict=True)]),
+        "sweep": name,
+        "config_hash": "design",
+        "design_index": pl.Series(index),
+        "replicate": pl.Series(replicate),
+        "seed": pl.Series((1000 + replicate).astype(np.int64)),
+        "status": "ok",
+        "wall_s": pl.Series(np.full(len(index), 0.5)),
+        "hardware": hardware,
+        "workload": workload,
+        "workload.kind": workload,
+        **{n: pl.Series(x[index, j]) for j, n in enumerate(problem["names"])},
+        **{m: pl.Series(np.asarray(v, dtype=np.float64)[index]) for m, v in outputs.items()},
+        "sim_s": pl.Series(np.full(len(index), 0.18)),
+    }
+    frame = complete(pl.DataFrame({"_": np.zeros(len(index))}), values)
     failed = pl.col("design_index").is_in(list(failed_points))
     frame = frame.with_columns(
         pl.when(failed).then(pl.lit("error")).otherwise(pl.col("status")).alias("status"),
         pl.when(failed).then(pl.lit("SimulationError")).otherwise(pl.col("error_type")).alias("error_type"),
         pl.when(failed).then(pl.lit("synthetic failure")).otherwise(pl.col("error")).alias("error"),
-        *[pl.when(failed).then(float("nan")).otherwise(pl.col(m)).alias(m) for m in outputs],
+        *[pl.when(failed).then(None).otherwise(pl.col(m)).alias(m) for m in outputs],
     )
     kept = frame.filter(~pl.col("design_index").is_in(list(drop_points)))
-    write_partitioned(kept, output_dir / "runs")
+    write_partitioned(kept, output_dir / "runs", store.runs_file_schema())
     pl.DataFrame(
         {
             "design_index": np.arange(rows, dtype=np.int64),
