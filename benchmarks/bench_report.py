@@ -7,7 +7,9 @@ workload partitions, ~6 exit rows per run, 0.5 % failed and 0.2 % missing
 runs.  Then the whole report (tables, bootstrap, grid analyses, plots,
 Markdown, HTML) is written ``--repeat`` times, each in a fresh process whose
 peak resident memory is read from ``getrusage``; the median wall time and the
-largest peak are printed.  Target: under 10 s on a 2-core machine.
+largest peak are printed, with each run's CPU time and the machine's load
+average (on a shared machine the wall time follows the load).  Target: under
+10 s on a 2-core machine.
 
     nice .venv/bin/python benchmarks/bench_report.py [--repeat 3] [--data DIR]
 """
@@ -79,9 +81,13 @@ def child(directory: Path) -> None:
     """One timed report in this process: print its wall time and peak memory as JSON."""
     from pipelines import write_report
 
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     write_report(directory)
-    print(json.dumps({"seconds": time.perf_counter() - started, "peak_mib": peak_mib()}))
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_mib": peak_mib()}))
 
 
 def generate(directory: Path) -> None:
@@ -128,7 +134,10 @@ def main() -> None:
             result = json.loads(run_child("--child", directory).strip().splitlines()[-1])
             times.append(result["seconds"])
             peaks.append(result["peak_mib"])
-            print(f"  run {i + 1}: {times[-1]:.2f} s, peak memory {peaks[-1]:,.0f} MiB")
+            print(
+                f"  run {i + 1}: {times[-1]:.2f} s wall, {result['cpu_s']:.2f} s CPU, "
+                f"peak memory {peaks[-1]:,.0f} MiB; load average {os.getloadavg()[0]:.1f}"
+            )
         print(
             f"write_report over {n_runs:,} runs: median {statistics.median(times):.2f} s "
             f"(min {min(times):.2f}, max {max(times):.2f}, {len(times)} runs); "

@@ -29,6 +29,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from pipelines import main_effects as me
 
@@ -89,13 +90,13 @@ def _grid(panels: int, height: float = 3.6) -> tuple[Figure, list[Axes]]:
     cols = min(panels, WRAP)
     rows = math.ceil(panels / cols)
     fig_w = PAGE_IN if cols > 1 else 7.5
-    fig_h = 1.05 + rows * height + 1.15
+    fig_h = 1.3 + rows * height + 1.15
     fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     fig.subplots_adjust(
         left=0.9 / fig_w,
         right=1 - 0.25 / fig_w,
-        top=1 - 1.05 / fig_h,
+        top=1 - 1.3 / fig_h,
         bottom=1.15 / fig_h,
         wspace=0.28,
         hspace=0.55,
@@ -119,9 +120,16 @@ def _legend_below(fig: Figure, axes: Sequence[Axes]) -> None:
         )
 
 
-def _style(ax: Axes) -> None:
+def _plain(value: float, _position: object = None) -> str:
+    """A tick label as the tables print numbers: grouped, no offset or exponent."""
+    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def _style(ax: Axes, plain_y: bool = True) -> None:
     ax.tick_params(labelsize=SMALL)
     ax.grid(alpha=0.3)
+    if plain_y:
+        ax.yaxis.set_major_formatter(FuncFormatter(_plain))
 
 
 def metric_data(cell_frame: pl.LazyFrame, metrics: Sequence[str]) -> pl.LazyFrame:
@@ -142,7 +150,7 @@ def draw_metrics_vs_overcommit(
     data: pl.DataFrame, metrics: Sequence[str], better: Mapping[str, str], path: Path
 ) -> Path | None:
     """Mean of each metric against overcommit: one panel per metric, one line per hardware, 95 %
-    interval bars, n (runs per point) in the legend.
+    interval bars, n (runs per point) in the panel's title.
 
     A marginal over every other parameter (features included), said in the title: this plot does not
     compare feature settings (the effect plots do, from matched pairs)."""
@@ -152,16 +160,20 @@ def draw_metrics_vs_overcommit(
     hardware = sorted(data["hardware"].unique().to_list())[:MAX_COLS]
     fig, axes = _grid(len(metrics))
     for ax, metric in zip(axes, metrics, strict=True):
+        counts: list[int] = []
         for k, hw in enumerate(hardware):
             line = data.filter((pl.col("hardware") == hw) & pl.col(metric).is_not_null()).sort("overcommit")
             if line.is_empty():
                 continue
+            counts += line[f"{metric}|count"].to_list()
             ax.errorbar(
                 line["overcommit"].to_numpy(), line[metric].to_numpy(), yerr=line[f"{metric}|ci"].fill_null(0.0).to_numpy(),
-                fmt="-o", color=PALETTE[k % len(PALETTE)], capsize=4, lw=1.6, ms=5,
-                label=f"{hw} ({_n_label(line[f'{metric}|count'].to_list())} runs per point)",
+                fmt="-o", color=PALETTE[k % len(PALETTE)], capsize=4, lw=1.6, ms=5, label=hw,
             )  # fmt: skip
-        ax.set_title(f"{metric} ({direction_text(better.get(metric, ''))})", fontsize=FONT)
+        ax.set_title(
+            f"{metric} ({direction_text(better.get(metric, ''))})\n{_n_label(counts)} runs per point",
+            fontsize=FONT,
+        )
         ax.set_xlabel("overcommit (vCPUs / pCPUs)", fontsize=FONT)
         _style(ax)
     _legend_below(fig, axes)
@@ -408,7 +420,7 @@ def draw_latency(data: pl.DataFrame, path: Path) -> Path | None:
         ax.set_xticks(range(len(points)), points, fontsize=SMALL)
         ax.set_xlabel("percentile", fontsize=FONT)
         ax.set_title(f"{hw} (n={n[0] if n else 0} runs)", fontsize=FONT)
-        _style(ax)
+        _style(ax, plain_y=False)
     axes[0].set_ylabel("timer latency (µs), lower is better", fontsize=FONT)
     _legend_below(fig, axes)
     fig.suptitle(

@@ -78,12 +78,12 @@ def anchor(title: str) -> str:
 
 
 SIGNIFICANT = 4  # significant digits of every float the documents print
-PLAIN_RANGE = (1e-3, 1e12)  # outside it, floats print in scientific form
+PLAIN_RANGE = (1e-6, 1e12)  # outside it, floats print in scientific form
 
 
 def format_number(value: float, significant: int = SIGNIFICANT) -> str:
     """A float as the documents print it, the same way everywhere: 4 significant digits, thousands
-    grouped, no exponent between 0.001 and 10^12 (``15,610``, ``4,802``, ``4.600``, ``0.9350``)."""
+    grouped, no exponent between 10^-6 and 10^12 (``15,610``, ``4,802``, ``4.600``, ``0.9350``)."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -63,7 +63,10 @@ def effects_overall_display(
         pl.col("metric").replace_strict(better, default="").alias("better"),
         pl.col("median_ratio").alias("median ratio on/off"),
         pl.format("[{}, {}]", num("ci_low"), num("ci_high")).alias("95% interval"),
-        pl.format("{}%", num("change_pct")).alias("change"),
+        pl.col("change_pct")
+        .map_elements(lambda v: f"{v:+.2f}%", return_dtype=pl.String)
+        .fill_null("")
+        .alias("change"),
         "pairs",
         pl.col("metric")
         .replace_strict({m: format_cell(v) + "%" for m, v in within.items()}, default="")
