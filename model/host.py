@@ -37,6 +37,10 @@ class Pcpu:
     chain: tuple = ()  # ((mode, ns), ...) while mode == CHAIN
     acct: list = field(default_factory=lambda: [0, 0, 0, 0, 0])
     switches: int = 0
+    repicks: int = 0  # __schedule() picked the running thread again: no switch
+    idle_stamp: int = -1  # rq->idle_stamp: when the pCPU went idle; -1 when busy
+    avg_idle_ns: int = 1_000_000  # rq->avg_idle, initially 2 * sysctl_sched_migration_cost
+    newidle_pulls: int = 0  # threads pulled by newidle_balance
 
     @property
     def nr_running(self) -> int:

@@ -131,11 +131,13 @@ def on_resched(h, v: Vcpu) -> None:
 def preempt_out(h, v: Vcpu) -> None:
     """Involuntary schedule-out of a runnable vCPU (kvm_sched_out with TASK_RUNNING).
 
-    When no other thread waits on the pCPU, __schedule() picks the same task
-    again: no switch and no preempt notifiers, so no flags change."""
+    When __schedule() picks the same task again (nothing else queued, or
+    nothing better: slice end, a yield whose skip buddy is still the best)
+    there is no switch and no preempt notifier, so no flag changes and the
+    vCPU re-enters at once (scheduler.picks_again)."""
     p = v.pcpu
-    if not p.rq:
-        p.need_resched = False
+    if scheduler.picks_again(h, p, v):
+        scheduler.keep_running(h, p, v)
         enter_guest(h, v)
         return
     locks.owner_preempted(h, v)
@@ -185,6 +187,15 @@ def runnable_in_halt(v: Vcpu) -> bool:
     return (bool(v.irr) and not v.irqs_off) or v.pv_unhalted
 
 
+def host_polls(h) -> bool:
+    """Does kvm_vcpu_block() halt-poll at all for this VM?
+
+    Not with halt_poll_ns = 0, nor when the guest wrote MSR_KVM_POLL_CONTROL = 0
+    (kvm_arch_no_poll(): cpuidle-haltpoll's arch_haltpoll_enable, loaded by
+    kvm-hint-dedicated; resolved as ``vm.poll_control``)."""
+    return h.sc.vm.halt_poll_ns > 0 and not h.sc.vm.poll_control
+
+
 def halt(h, v: Vcpu) -> None:
     if runnable_in_halt(v):
         v.pv_unhalted = False  # vcpu_block(): leaving KVM_MP_STATE_HALTED clears it
@@ -193,7 +204,7 @@ def halt(h, v: Vcpu) -> None:
     now = h.engine.now
     v.halt_start = now
     v.account(ACCT_HALTED, now)
-    if h.sc.vm.halt_poll_ns > 0 and v.halt_poll_ns > 0 and v.pcpu.nr_running == 1:
+    if host_polls(h) and v.halt_poll_ns > 0 and v.pcpu.nr_running == 1:
         v.state = POLL
         v.pcpu.set_mode(M_POLL, now)
         v.exit_event = h.engine.after(v.halt_poll_ns, _poll_expired, h, v)
@@ -243,7 +254,7 @@ def kick(h, v: Vcpu) -> None:
 def _adjust_poll_window(h, v: Vcpu) -> None:
     """grow_halt_poll_ns / shrink_halt_poll_ns at the end of kvm_vcpu_block()."""
     limit = h.sc.vm.halt_poll_ns
-    if limit <= 0:
+    if not host_polls(h):
         return
     block_ns = h.engine.now - v.halt_start
     cur = v.halt_poll_ns

@@ -460,7 +460,8 @@ def down_read(h, task: Task, sem: RwSem) -> None:
     if sem.owner is None and not sem.queue and not _writer_spinning(sem):
         sem.readers += 1
         guest.advance(h, task)
-    elif _owner_running(sem) and not _handoff(h, sem):
+    elif h.sc.features.rwsem_reader_spin and _owner_running(sem) and not _handoff(h, sem):
+        # readers spin on a running writer in guests 5.3-5.10 (cf69482d62d9; 617f3ef95177 removed it)
         _spin(h, task, sem, wants_write=False, budget=float("inf"))
     else:
         _sleep(h, task, sem, wants_write=False)

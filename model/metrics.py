@@ -4,6 +4,18 @@ Everything about "the VM" is about the measured VM (index 0); co-runners only
 contribute their workload throughput.  Counting starts at the end of the
 warm-up (``start_measuring``), except the few totals the invariants need,
 which count from time 0.
+
+**Within-run uncertainty** (MODEL.md section 12c): the measured window is cut
+into :data:`CI_BATCHES` equal batches; the measured VM's work and samples are
+also counted per batch, and each workload's main metric gets
+``<metric>_ci95_pct``, the 95 % half-width of its batch means in percent of the
+metric: ``t(0.975, B-1) * s / sqrt(B) / mean`` (the method of batch means;
+Schmeiser 1982 recommends 10 to 30 batches).  Twenty batches leave 19 degrees
+of freedom (t = 2.09, little wider than the normal 1.96) while keeping each
+batch long; the batch means are treated as independent, which holds only
+when a batch (window / 20) is much longer than the run's correlation time --
+one host slice is 3-12 ms, so a 200 ms window understates the uncertainty
+under overcommit and sweeps should measure seconds.
 """
 
 from __future__ import annotations
@@ -17,12 +29,18 @@ from model.result import METRIC_NAMES, ExitRow
 from model.vcpu import Vcpu
 
 MEASURED_VM = 0
+CI_BATCHES = 20  # batches of the measured window for the batch-means intervals
+CI_LEVEL = 0.95
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, clock=None) -> None:
+        self.clock = clock  # anything with ``now`` (the engine)
         self.measuring = False
         self.t_start = 0
+        self.batch_ns = 1.0
+        self.work_batches: dict[str, np.ndarray] = {}  # measured VM: work per batch
+        self.sample_batches: dict[str, list[int]] = defaultdict(list)  # batch of each sample
         # exit table of the measured VM: (reason, detail) -> [samples, total, min, max]
         self.exits: dict[tuple[str, str], list[int]] = {}
         self.exits_counted = 0
@@ -39,12 +57,18 @@ class Stats:
         self.ipi_sent_total = 0
         self.ipi_handled_total = 0
 
-    def start_measuring(self, now: int) -> None:
+    def start_measuring(self, now: int, window_ns: int | None = None) -> None:
+        """Reset the counters; ``window_ns`` (the measured window) sets the batches (None: one)."""
         sent, handled = self.ipi_sent_total, self.ipi_handled_total
-        self.__init__()
+        self.__init__(self.clock)
         self.ipi_sent_total, self.ipi_handled_total = sent, handled
         self.measuring = True
         self.t_start = now
+        self.batch_ns = max(window_ns, 1) / CI_BATCHES if window_ns is not None else math.inf
+
+    def batch(self) -> int:
+        """The batch of the measured window that ``now`` falls in."""
+        return min(int((self.clock.now - self.t_start) / self.batch_ns), CI_BATCHES - 1)
 
     # -- recorders (hot: keep them short) ------------------------------------------
 
@@ -94,16 +118,54 @@ class Stats:
     def add_work(self, vm_index: int, name: str, amount: float) -> None:
         if self.measuring:
             self.work[vm_index][name] += amount
+            if vm_index == MEASURED_VM:
+                per_batch = self.work_batches.get(name)
+                if per_batch is None:
+                    per_batch = self.work_batches[name] = np.zeros(CI_BATCHES)
+                per_batch[self.batch()] += amount
 
     def sample(self, v: Vcpu, name: str, ns: int) -> None:
         if self.measuring and v.vm.index == MEASURED_VM:
             getattr(self, name).append(ns)
+            self.sample_batches[name].append(self.batch())
 
     def exit_rows(self) -> tuple[ExitRow, ...]:
         return tuple(
             ExitRow(reason, detail, n, total, lo, hi)
             for (reason, detail), (n, total, lo, hi) in sorted(self.exits.items())
         )
+
+
+def batch_means_ci95_pct(batch_means) -> float:
+    """95 % half-width of the grand mean of ``batch_means``, in % of it (NaN if undefined)."""
+    y = np.asarray(batch_means, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if len(y) < 2:
+        return math.nan
+    mean = float(y.mean())
+    if mean == 0:
+        return math.nan
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.5 + CI_LEVEL / 2, len(y) - 1)) * float(y.std(ddof=1)) / math.sqrt(len(y))
+    return 100.0 * half / abs(mean)
+
+
+def _work_ci(st: Stats, name: str) -> float:
+    """CI of a rate: the batches' work (equal batch lengths, so work is proportional to the rate)."""
+    per_batch = st.work_batches.get(name)
+    return batch_means_ci95_pct(per_batch) if per_batch is not None else math.nan
+
+
+def _sample_ci(st: Stats, name: str) -> float:
+    """CI of a mean of samples: the mean of each batch's samples (batches without one left out)."""
+    values = np.asarray(getattr(st, name), dtype=np.float64)
+    batches = np.asarray(st.sample_batches.get(name, ()), dtype=np.int64)
+    if len(values) == 0:
+        return math.nan
+    sums = np.bincount(batches, weights=values, minlength=CI_BATCHES)
+    counts = np.bincount(batches, minlength=CI_BATCHES)
+    return batch_means_ci95_pct(sums[counts > 0] / counts[counts > 0])
 
 
 def _pct(values: list[int], q: float) -> float:
@@ -128,20 +190,29 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
         hb = h.sc.workload.hackbench
         total = hb.groups * hb.senders * hb.receivers * hb.loops
         m["hackbench_time_s"] = total / m["messages_per_s"] if m["messages_per_s"] > 0 else math.inf
+        m["messages_per_s_ci95_pct"] = _work_ci(st, "messages")
+        # time = total / rate: the same relative half-width to first order (delta method)
+        m["hackbench_time_s_ci95_pct"] = m["messages_per_s_ci95_pct"]
     elif kind == "ebizzy":
         m["records_per_s"] = w0["records"] / sim_s
+        m["records_per_s_ci95_pct"] = _work_ci(st, "records")
     elif kind == "lockbench":
         m["acquisitions_per_s"] = w0["acquisitions"] / sim_s
         m["lock_wait_p99_us"] = _pct(st.lock_waits, 99) / 1e3
+        m["acquisitions_per_s_ci95_pct"] = _work_ci(st, "acquisitions")
     elif kind == "cpu-bound":
         m["compute_s_per_s"] = w0["compute_ns"] / 1e9 / sim_s
+        m["compute_s_per_s_ci95_pct"] = _work_ci(st, "compute_ns")
     elif kind == "vmexit" and st.vmexit_ops:
         m["vmexit_op_cycles"] = float(np.mean(st.vmexit_ops)) * h.prof.tsc_ghz
+        m["vmexit_op_cycles_ci95_pct"] = _sample_ci(st, "vmexit_ops")
     elif kind == "ipi_benchmark" and st.ipi_benchmark_ops:
         ib = h.sc.workload.ipi_benchmark
         per_op = float(np.mean(st.ipi_benchmark_ops))
         m["ipi_benchmark_op_ns"] = per_op
         m["ipi_benchmark_oneway_ns"] = float(np.mean(st.ipi_benchmark_oneway))
+        m["ipi_benchmark_op_ns_ci95_pct"] = _sample_ci(st, "ipi_benchmark_ops")
+        m["ipi_benchmark_oneway_ns_ci95_pct"] = _sample_ci(st, "ipi_benchmark_oneway")
         m[f"ipi_benchmark_{ib.mode}_total_ns"] = per_op * ib.ops
     if st.timer_latencies:
         lat = np.asarray(st.timer_latencies, dtype=np.float64) / 1e3
@@ -150,6 +221,7 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
         m["timer_latency_p50_us"] = float(np.percentile(lat, 50))
         m["timer_latency_p99_us"] = float(np.percentile(lat, 99))
         m["timer_latency_max_us"] = float(lat.max())
+        m["timer_latency_avg_us_ci95_pct"] = _sample_ci(st, "timer_latencies")
     corunners = [vm for vm in h.vms if vm.index != MEASURED_VM]
     co_kinds = {vm.workload for vm in corunners}
     for name, key, scale in (

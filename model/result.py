@@ -97,6 +97,12 @@ METRICS: dict[str, Metric | str] = {
     "corunner_compute_s_per_s": M(
         "co-runner VMs: cpu-bound work per second, summed", "guest /proc/stat user time"
     ),
+    # within-run uncertainty of each workload's main metric (batch means over the window, model.metrics)
+    **{
+        f"{m}_ci95_pct": M(f"within-run 95 % half-width of {m}, in % of it (batch means)", "", "lower")
+        for m in ("messages_per_s", "hackbench_time_s", "records_per_s", "acquisitions_per_s", "compute_s_per_s",
+                  "vmexit_op_cycles", "timer_latency_avg_us", "ipi_benchmark_op_ns", "ipi_benchmark_oneway_ns")
+    },
     # interrupts
     "ipis_per_s": M("IPIs sent per second (one per destination vCPU)", "kvm_apic_ipi tracepoint"),
     "ipi_latency_p50_us": M(

@@ -3,12 +3,19 @@
 A scenario is plain, frozen, validated data (pydantic models with
 ``extra="forbid"``).  It is built once from a nested mapping, optionally with
 dotted overrides (``vm.vcpus=96``), and never mutated.  Every key has a default
-so that a scenario file only states what differs from a stock 5.13 host and
-guest.  Invalid input raises one :class:`ScenarioError` that lists every bad
-key with what is allowed.
+so that a scenario file only states what differs from a 5.13 host running a
+5.8 guest (``guest.kernel``, ``host.kernel``).  Invalid input raises one
+:class:`ScenarioError` that lists every bad key with what is allowed.
+
+Keys whose default depends on the kernel versions or on the VM hints (every
+``features.*`` key, ``vm.idle``, ``vm.cpu_pm``/``vm.hlt_passthrough``,
+``vm.hv_timer``, ``vm.poll_control``, ``vm.steal_preempted_on_halt``) are
+``None`` = "unset" in the input and are resolved once, before validation, from
+the one table in :mod:`model.kernels`; a value given explicitly wins.  A
+validated scenario therefore holds concrete values only.
 
 ``Scenario.flat()`` gives the fixed, flat parameter record that the sweep
-stores as columns; ``flat_schema()`` its column types.
+stores as columns (resolved values); ``flat_schema()`` its column types.
 """
 
 from __future__ import annotations
@@ -20,8 +27,18 @@ from collections import abc
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
 
+from model import kernels
 from model.hardware import COST_FIELDS, PROFILES
 
 
@@ -53,12 +70,24 @@ class Vm(_Frozen):
     apic: ApicMode = "x2apic_cluster"
     avic: bool = False  # AMD AVIC (and x2AVIC where the hardware has it)
     apicv: bool = True  # Intel APICv posted interrupts (and IPIv where present)
-    idle: Literal["hlt", "poll", "haltpoll"] = "hlt"  # haltpoll: cpuidle-haltpoll (guest polls, then HLT)
+    # guest idle: HLT, idle=poll, or cpuidle-haltpoll (poll with TIF_POLLING_NRFLAG, then HLT);
+    # unset: haltpoll with vm.hint_dedicated on a >= 5.4 guest, else hlt
+    idle: Literal["hlt", "poll", "haltpoll"] | None = None
+    # QEMU -overcommit cpu-pm=on: HLT, MWAIT and PAUSE do not exit (unset: false)
+    cpu_pm: bool | None = None
+    hlt_passthrough: bool | None = None  # the older name of cpu_pm, kept equal to it
+    # QEMU kvm-hint-dedicated=on (KVM_HINTS_REALTIME): no PV spinlock / TLB flush / sched yield,
+    # cpuidle-haltpoll in the guest, host halt-polling off through MSR_KVM_POLL_CONTROL
+    hint_dedicated: bool = False
+    # resolved: the guest disabled host halt-polling (MSR_KVM_POLL_CONTROL = 0, host >= 5.4)
+    poll_control: bool | None = None
+    # resolved: KVM runs the guest's LAPIC timer on the VMX preemption timer (kvm_can_use_hv_timer:
+    # Intel with a preemption timer, MWAIT not passed through); false = kvm_intel.preemption_timer=N
+    hv_timer: bool | None = None
     guest_halt_poll_ns: int = Field(200_000, ge=0, le=10_000_000)  # cpuidle-haltpoll guest_halt_poll_ns
     guest_llc_vcpus: int | None = Field(None, ge=1, le=1024)  # vCPUs per guest LLC (QEMU's CPUID cache topology); None: one
-    hlt_passthrough: bool = False  # cpu-pm=on: KVM_X86_DISABLE_EXITS_HLT
     halt_poll_ns: int = Field(200_000, ge=0, le=10_000_000)  # KVM halt_poll_ns default
-    steal_preempted_on_halt: bool = True  # steal-time preempted bit on HLT block (<= 5.15)
+    steal_preempted_on_halt: bool | None = None  # steal-time preempted bit on HLT block (host <= 5.18)
     guest_hz: int = Field(250, ge=100, le=1000)  # guest CONFIG_HZ; drives the guest tick
 
 
@@ -88,9 +117,11 @@ class Cyclictest(_Frozen):
 
 
 class CpuBound(_Frozen):
-    """A thread per vCPU that never sleeps; only the guest tick exits."""
+    """Threads that never sleep; only the guest tick exits (``stress --cpu N``)."""
 
     chunk_us: int = Field(1000, ge=1)  # unit of accounted work
+    # threads per VM, on vCPUs 0, 1, ... (round robin); None: one per vCPU.  The other vCPUs idle.
+    threads: int | None = Field(None, ge=1, le=4096)
 
 
 class Ebizzy(_Frozen):
@@ -152,22 +183,33 @@ class Corunner(_Frozen):
 
 
 class Features(_Frozen):
-    """The mechanisms.  Defaults: a 5.13 host and guest (queue-head boost is a patch)."""
+    """The mechanisms.  Unset (None): from guest.kernel / host.kernel and the VM hints (model.kernels)."""
 
-    ipi_fastpath: bool = True  # 1e9e2622a149, 5.7
-    timer_fastpath: bool = True  # 26efe2fd92e5, 5.7
-    boost_ready: bool = True  # d73eb57b80b9, 5.4
-    boost_user_irq: bool = True  # 52acd22faa1a, 5.13
-    boost_queue_head: bool = False  # "Boost queue head vCPU" RFC, not merged
-    pv_sched_yield: bool = True  # f85f6e7bd1d2, 5.3
-    pv_sched_yield_skip_idle: bool = False  # guest 5.17: skip idle targets
-    pv_tlb_flush: bool = True  # 858a43aae236, 4.16
-    pv_send_ipi: bool = True  # aaffcfd1e82d, 4.19
-    pv_spinlock: bool = True  # qspinlock_paravirt
-    pv_wait_early: bool = False  # pv_wait_early() in qspinlock_paravirt.h
-    ple: bool = True  # Intel PLE / AMD pause filter
-    ipi_shorthand: bool = True  # guest 5.4: apic_use_ipi_shorthand, native_send_call_func_ipi -> allbutself
-    call_single_if_polling: bool = True  # guest 5.8 (b2a02fc43a1f): no call-function-single IPI to a polling idle CPU
+    ipi_fastpath: bool | None = None  # 1e9e2622a149, host 5.5
+    timer_fastpath: bool | None = None  # 26efe2fd92e5, host 5.8
+    boost_ready: bool | None = None  # d73eb57b80b9, host 5.3
+    boost_user_irq: bool | None = None  # 52acd22faa1a, host 5.13
+    boost_queue_head: bool | None = None  # 266e85a5ec91, host 5.3 (KICK_CPU -> kvm_sched_yield)
+    pv_sched_yield: bool | None = None  # f85f6e7bd1d2 + 715062970f37, 5.3; off with hint_dedicated
+    pv_sched_yield_skip_idle: bool | None = None  # guest 5.17: skip idle targets
+    pv_tlb_flush: bool | None = None  # 858a43aae236, 4.16; off with hint_dedicated
+    pv_send_ipi: bool | None = None  # aaffcfd1e82d + 4180bf1b655a, 4.19
+    pv_spinlock: bool | None = None  # qspinlock_paravirt; off with hint_dedicated
+    pv_wait_early: bool | None = None  # 75437bb304b2, guest 4.17-5.3 (preempted predecessor check)
+    rwsem_reader_spin: bool | None = None  # cf69482d62d9, guest 5.3-5.10 (617f3ef95177 removed it)
+    ple: bool | None = None  # Intel PLE / AMD pause filter; off with cpu_pm
+    ipi_shorthand: bool | None = None  # 832df3d47bad, guest 5.4: call-function to all but self = one shorthand write
+    call_single_if_polling: bool | None = None  # b2a02fc43a1f, guest 5.8: no call-function-single IPI to a polling CPU
+
+
+class GuestKernel(_Frozen):
+    """A kernel release (model.kernels.RELEASES); numbers are accepted where unambiguous."""
+
+    kernel: kernels.Release = kernels.DEFAULT_GUEST
+
+
+class HostKernel(_Frozen):
+    kernel: kernels.Release = kernels.DEFAULT_HOST
 
 
 # One optional override per profile figure, generated from the profile's field list
@@ -187,6 +229,8 @@ class Sim(_Frozen):
 
 class Scenario(_Frozen):
     hardware: str = "cascadelake"
+    guest: GuestKernel = GuestKernel()
+    host: HostKernel = HostKernel()
     topology: Topology = Topology()
     pinning: Literal["dedicated", "none"] = "dedicated"
     overcommit: float = Field(1.0, ge=0.01, le=8.0)
@@ -196,9 +240,36 @@ class Scenario(_Frozen):
     features: Features = Features()
     costs: Costs = Costs()  # type: ignore[valid-type]
     sim: Sim = Sim()
+    _filled: frozenset[str] = PrivateAttr(default=frozenset())  # keys kernels.resolve filled
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve(cls, data: Any, handler: Any, info: ValidationInfo) -> Scenario:
+        """Fill the version- and hint-dependent keys (model.kernels.resolve) before validation.
+
+        The keys filled are remembered, so that :meth:`given` can hand back the
+        input form (a resolved key unset again) for a scenario derived from
+        this one with other kernels or hints."""
+        if not isinstance(data, dict) or not _resolving(info):
+            return handler(data)
+        name = data.get("hardware", "cascadelake")
+        prof = PROFILES.get(name) if isinstance(name, str) else None
+        intel_hv_timer = prof is not None and prof.vendor == "intel" and prof.has_preemption_timer
+        resolved, problems, filled = kernels.resolve(data, intel_hv_timer)
+        if problems:
+            raise ValueError("\n".join(problems))
+        scenario = handler(resolved)
+        scenario._filled = frozenset(filled)
+        return scenario
 
     @model_validator(mode="after")
-    def _check(self) -> Scenario:
+    def _check(self, info: ValidationInfo) -> Scenario:
+        if not _resolving(info):
+            return self
+        flat = self.flat()
+        unset = sorted(k for k in kernels.DERIVED if flat[k] is None)
+        if unset:
+            raise ValueError(f"unresolved keys (a bug in model.kernels.resolve): {', '.join(unset)}")
         if self.hardware not in PROFILES:
             raise ValueError(f"hardware: unknown profile {self.hardware!r}; allowed: {', '.join(PROFILES)}")
         pcpus = self.topology.pcpus
@@ -236,14 +307,38 @@ class Scenario(_Frozen):
         try:
             scenario = cls.model_validate(merged)
         except ValidationError as err:
-            raise ScenarioError(problems + describe_errors(err, cls)) from None
+            problems += describe_errors(err, cls)
+            try:  # the kernel/hint problems stop validation: list the field errors too
+                cls.model_validate(merged, context={RESOLVE: False})
+            except ValidationError as more:
+                seen = {p.split(":")[0] for p in problems}
+                problems += [p for p in describe_errors(more, cls) if p.split(":")[0] not in seen]
+            raise ScenarioError(problems) from None
         if problems:
             raise ScenarioError(problems)
         return scenario
 
+    def given(self) -> dict[str, Any]:
+        """The scenario as input (JSON types): keys resolved from the kernels or hints are unset (None).
+
+        Build derived scenarios from this, not from ``model_dump()``: there
+        every resolved key looks explicit and would ignore a new kernel."""
+        tree = self.model_dump(mode="json")
+        for key in self._filled:
+            section, name = key.split(".")
+            tree[section][name] = None
+        return tree
+
     def flat(self) -> dict[str, Any]:
         """Every parameter as ``dotted.key -> scalar`` (None for unset cost overrides)."""
         return _flatten(self.model_dump())
+
+
+RESOLVE = "resolve"  # validation context key: False checks the fields only (Scenario.build's second pass)
+
+
+def _resolving(info: ValidationInfo) -> bool:
+    return not (isinstance(info.context, dict) and info.context.get(RESOLVE) is False)
 
 
 class ScenarioError(ValueError):
@@ -413,8 +508,8 @@ def describe_errors(err: ValidationError, root: type[BaseModel] | None, prefix: 
             text = f"must be a finite number (got {value})"
         elif kind in ("value_error", "assertion_error") and error is not None:
             text = str(error)
-            if not where:  # a model-wide rule: its message names its keys
-                lines.append(prefix + text)
+            if not where:  # a model-wide rule: its message names its keys (one line each)
+                lines.extend(prefix + line for line in text.split("\n"))
                 continue
         else:
             text = f"{e['msg'][:1].lower() + e['msg'][1:]} (got {_show(value)})"

@@ -2,7 +2,12 @@
 
 Per-pCPU run queues ordered by vruntime (nice 0 for every vCPU thread, so
 vruntime advances 1:1 with run time).  Slice end is one event, not a tick
-per millisecond.  ``yield_to`` follows ``yield_to()`` in kernel/sched/core.c
+per millisecond.  When ``__schedule()`` picks the thread that was running
+(slice end or yield with nothing better to run) there is no context switch and
+no preempt notifier (prepare_task_switch runs only when prev != next), so KVM
+sets no ``preempted`` flag: :func:`picks_again` / :func:`keep_running`.  With
+floating threads a pCPU that goes idle pulls a runnable thread at once
+(:func:`newidle_balance`), besides the periodic balance.  ``yield_to`` follows ``yield_to()`` in kernel/sched/core.c
 and ``yield_to_task_fair()``: ESRCH when both run queues hold one task, a
 no-op when the target runs or sleeps, else a next buddy on the target's run
 queue, a reschedule there and a yield of the caller.
@@ -26,6 +31,9 @@ class CfsParams:
     wakeup_granularity_ns: int = 4_000_000  # sysctl_sched_wakeup_granularity
     nr_latency: int = 8  # sched_nr_latency
     balance_interval_ns: int = 4_000_000  # sd->balance_interval of the LLC domain (ms ~ CPUs)
+    migration_cost_ns: int = 500_000  # sysctl_sched_migration_cost: task_hot(), newidle avg_idle cutoff
+    avg_idle_max_ns: int = 1_000_000  # 2 * max_idle_balance_cost (starts at migration_cost; kept there)
+    avg_idle_weight: int = 8  # update_avg(): avg += (sample - avg) / 8
 
 
 CFS = CfsParams()
@@ -96,6 +104,7 @@ def enqueue(h, p: Pcpu, v: Vcpu, remote: bool) -> None:
     v.pcpu = p
     p.rq.append(v)
     if p.curr is None:
+        _end_idle(h, p)
         if not p.pick_pending:
             p.pick_pending = True
             delay = int(h.prof.host_wakeup_ns) if remote else 0
@@ -148,11 +157,11 @@ def _slice_expired(h, p: Pcpu) -> None:
         resched(h, p)
 
 
-def pick_next(p: Pcpu) -> Vcpu | None:
-    """pick_next_entity(): leftmost, unless skip / next buddies say otherwise."""
-    if not p.rq:
+def _choose(p: Pcpu, candidates: list[Vcpu]) -> Vcpu | None:
+    """pick_next_entity()'s choice, without its side effects: leftmost, unless skip / next buddies say otherwise."""
+    if not candidates:
         return None
-    ordered = sorted(p.rq, key=_vruntime_key)
+    ordered = sorted(candidates, key=_vruntime_key)
     left = ordered[0]
     pick = left
     if p.skip_buddy is left and len(ordered) > 1:
@@ -160,13 +169,44 @@ def pick_next(p: Pcpu) -> Vcpu | None:
         if second.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
             pick = second
     nb = p.next_buddy
-    if nb is not None and nb in p.rq and nb.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
+    if nb is not None and nb in candidates and nb.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
         pick = nb
-    if p.next_buddy is pick:
-        p.next_buddy = None
-    if p.skip_buddy is pick:
-        p.skip_buddy = None
     return pick
+
+
+def _clear_buddies(p: Pcpu, picked: Vcpu) -> None:
+    if p.next_buddy is picked:
+        p.next_buddy = None
+    if p.skip_buddy is picked:
+        p.skip_buddy = None
+
+
+def pick_next(p: Pcpu) -> Vcpu | None:
+    """pick_next_entity() over the queued threads; clears the buddy it picks."""
+    pick = _choose(p, p.rq)
+    if pick is not None:
+        _clear_buddies(p, pick)
+    return pick
+
+
+def picks_again(h, p: Pcpu, v: Vcpu) -> bool:
+    """Would ``__schedule()`` pick the running ``v`` again?
+
+    put_prev_entity() puts the still-runnable prev back in the tree and
+    pick_next_entity() chooses among all of them (prev included)."""
+    update_curr(h, p)
+    return _choose(p, [*p.rq, v]) is v
+
+
+def keep_running(h, p: Pcpu, v: Vcpu) -> None:
+    """prev == next in ``__schedule()``: no context switch, no sched-out/in notifier.
+
+    set_next_entity() still restarts the slice (prev_sum_exec_runtime)."""
+    p.need_resched = False
+    _clear_buddies(p, v)
+    p.curr_start = h.engine.now
+    p.repicks += 1
+    _arm_slice(h, p)
 
 
 def _vruntime_key(v: Vcpu) -> tuple[int, int]:
@@ -178,7 +218,11 @@ def schedule(h, p: Pcpu) -> None:
     p.need_resched = False
     update_curr(h, p)
     nxt = pick_next(p)
+    if nxt is None and h.sc.pinning == "none" and newidle_balance(h, p):
+        nxt = pick_next(p)
     if nxt is None:
+        if p.idle_stamp < 0:
+            p.idle_stamp = h.engine.now
         if p.mode != IDLE:
             p.set_mode(IDLE, h.engine.now)
             _sibling_changed(h, p)
@@ -242,6 +286,60 @@ def yield_to(h, me: Vcpu, target: Vcpu) -> str:
 
 
 # -- balancing (pinning: none) -------------------------------------------------
+
+
+def _end_idle(h, p: Pcpu) -> None:
+    """ttwu_do_wakeup() on an idle rq: fold the idle period into avg_idle (update_avg, capped)."""
+    if p.idle_stamp >= 0:
+        sample = h.engine.now - p.idle_stamp
+        p.avg_idle_ns += (sample - p.avg_idle_ns) // CFS.avg_idle_weight
+        p.avg_idle_ns = min(p.avg_idle_ns, CFS.avg_idle_max_ns)
+        p.idle_stamp = -1
+
+
+def _domains(h, p: Pcpu) -> list[list[Pcpu]]:
+    """The sched domains above ``p``, lowest first: SMT sibling, socket (MC/LLC), host (NUMA)."""
+    levels = []
+    if p.sibling is not None:
+        levels.append([h.pcpus[p.sibling]])
+    levels.append([h.pcpus[c] for c in h.socket_cpus[p.socket]])
+    if len(h.socket_cpus) > 1:
+        levels.append(h.pcpus)
+    return levels
+
+
+def newidle_balance(h, p: Pcpu) -> bool:
+    """newidle_balance(): ``p`` is about to go idle; pull one runnable thread now.
+
+    Rules kept from kernel/sched/fair.c: skipped when ``avg_idle`` is below
+    sysctl_sched_migration_cost (the pCPU's idle periods are too short to be
+    worth it); domains are tried from the lowest (SMT, then the socket's LLC,
+    then the whole host) and the first that yields a thread ends the search
+    (``pulled_task``); within a domain the busiest run queue is tried first
+    (find_busiest_queue); a thread is taken only if it is queued (not
+    running), may run here (not pinned) and is not cache hot (task_hot: it
+    ran within sysctl_sched_migration_cost); detach_tasks() takes from the
+    tail of cfs_tasks, the thread that ran least recently.  Not modelled: the
+    per-domain max_newidle_lb_cost cutoff and nr_balance_failed /
+    cache_nice_tries (a cache-hot thread is never pulled)."""
+    if p.avg_idle_ns < CFS.migration_cost_ns:
+        return False
+    now = h.engine.now
+    for domain in _domains(h, p):
+        sources = sorted((q for q in domain if q is not p and q.rq), key=lambda q: (-q.nr_running, q.id))
+        for src in sources:
+            movable = [v for v in src.rq if v.pinned is None and now - v.exec_start >= CFS.migration_cost_ns]
+            if not movable:
+                continue
+            v = min(movable, key=lambda t: (t.exec_start, t.gid))
+            src.rq.remove(v)
+            _clear_buddies(src, v)
+            _migrate_vruntime(v, p)
+            v.pcpu = p
+            p.rq.append(v)
+            p.newidle_pulls += 1
+            return True
+    return False
 
 
 def start_balancing(h) -> None:

@@ -38,7 +38,7 @@ class Host:
         self.seed = seed
         self.prof: Profile = PROFILES[sc.hardware].with_overrides(sc.costs.model_dump())
         self.engine = Engine()
-        self.stats = Stats()
+        self.stats = Stats(self.engine)
         t = sc.topology
         self.topo = CpuTopology(t.sockets, t.cores_per_socket, t.threads_per_core)
         self.pcpus = [
@@ -119,7 +119,7 @@ def _snapshot(h: Host) -> tuple[list[list[int]], list[list[int]]]:
 
 
 def _start_measuring(h: Host) -> None:
-    h.stats.start_measuring(h.engine.now)
+    h.stats.start_measuring(h.engine.now, int(h.sc.sim.duration_ms * 1e6) - h.engine.now)
     h.warm = _snapshot(h)
     h.warm_switches = sum(p.switches for p in h.pcpus)
     for v in h.vcpus:

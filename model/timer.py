@@ -40,13 +40,16 @@ TICK_WORK_NS = 1_500  # assumed: scheduler_tick + hrtimer bookkeeping in the gue
 
 
 def hw_timer(h) -> bool:
-    """kvm_can_use_hv_timer(): the VMX preemption timer (Intel), unless MWAIT is passed through."""
-    return h.prof.vendor == "intel" and h.prof.has_preemption_timer and not mwait_in_guest(h)
+    """kvm_can_use_hv_timer(): the VMX preemption timer (Intel), unless MWAIT is passed through.
+
+    Resolved in the scenario as ``vm.hv_timer`` (model.kernels: Intel with a
+    preemption timer and not ``vm.cpu_pm``; false also = kvm_intel.preemption_timer=N)."""
+    return h.sc.vm.hv_timer
 
 
 def mwait_in_guest(h) -> bool:
     """kvm_mwait_in_guest(): cpu-pm=on passes MWAIT through (the scenario's VM hint)."""
-    return bool(getattr(h.sc.vm, "mwait_passthrough", False))
+    return h.sc.vm.cpu_pm
 
 
 def apicv_active(h) -> bool:

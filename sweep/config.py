@@ -512,7 +512,7 @@ def resolve(config: SweepConfig) -> SweepConfig:
         run = run.model_copy(update={"output": str(DEFAULT_OUTPUT_ROOT / config.name)})
     return config.model_copy(
         update={
-            "base": config.base_scenario().model_dump(mode="json"),
+            "base": config.base_scenario().given(),  # resolved keys stay unset: kernels and hints may vary
             "space": space.model_copy(update=updates),
             "run": run,
         }

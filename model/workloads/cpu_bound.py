@@ -1,4 +1,10 @@
-"""cpu-bound: one thread per vCPU that never sleeps; only the guest tick exits."""
+"""cpu-bound: threads that never sleep; only the guest tick exits (``stress --cpu N``).
+
+``threads`` (None: one per vCPU) threads are placed on vCPUs 0, 1, ... round
+robin; a vCPU without a thread stays idle (HLT, or whatever ``vm.idle`` says),
+as in an 8-vCPU VM running ``stress --cpu 2``.  More threads than vCPUs share
+them through the guest scheduler's time slices.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ from model.vcpu import Task
 
 def build(h, vm, knobs, rng) -> None:
     chunk_ns = knobs.chunk_us * 1_000
-    for v in vm.vcpus:
-        guest.start_task(h, Task(f"cpu{v.index}", _loop(h, vm.index, chunk_ns), v))
+    n = len(vm.vcpus) if knobs.threads is None else knobs.threads
+    for k in range(n):
+        v = vm.vcpus[k % len(vm.vcpus)]
+        guest.start_task(h, Task(f"cpu{k}", _loop(h, vm.index, chunk_ns), v))
 
 
 def _loop(h, vm_index: int, chunk_ns: int):

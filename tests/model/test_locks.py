@@ -39,6 +39,7 @@ def _run_contended(victim: int, until_ns: int = 40_000_000, back_ns: int = 3_000
     """``victim`` (a vCPU index) is preempted at 100 us and switched back in at ``back_ns``."""
     lock = locks.QSpinLock()
     log: dict = {}
+    features.setdefault("boost_queue_head", False)  # a 5.3+ host has it on (266e85a5ec91): off unless asked
     h = scripted_host(_contended(lock, log), **SCRIPTED, **{f"features.{k}": v for k, v in features.items()})
     v = h.vms[0].vcpus[victim]
     h.engine.at(100_000, preempt, h, v)
@@ -196,7 +197,7 @@ def test_queue_head_boost_is_bit_identical_when_no_kick_cpu_is_issued():
     assert h.stats.counters["kicks"] == 0 and log == log2
     for kw in ({**LOCKBENCH, "features.pv_spinlock": True},
                {**LOCKBENCH, "overcommit": 2.0, "features.pv_spinlock": False}):
-        plain = run(**kw).metrics
+        plain = run(**kw, **{"features.boost_queue_head": False}).metrics
         boosted = run(**kw, **{"features.boost_queue_head": True}).metrics
         assert plain["kicks"] == 0
         assert {k: v for k, v in plain.items() if k != "wall_s"} == pytest.approx(
@@ -205,7 +206,7 @@ def test_queue_head_boost_is_bit_identical_when_no_kick_cpu_is_issued():
 
 def test_queue_head_boost_changes_lockbench_throughput_when_heads_are_kicked():
     kw = {**LOCKBENCH, "overcommit": 2.0, "features.pv_wait_early": True}
-    plain = run(**kw).metrics
+    plain = run(**kw, **{"features.boost_queue_head": False}).metrics
     boosted = run(**kw, **{"features.boost_queue_head": True}).metrics
     assert plain["kicks"] > 0 and plain["queue_head_boosts"] == 0
     assert boosted["queue_head_boosts"] > 0
@@ -237,16 +238,17 @@ def test_the_lock_word_agrees_with_its_waiters_when_a_run_ends():
     from model.simulate import run as run_host
     from tests.model.conftest import scenario
 
+    seen = 0
     for seed in (1, 2):
         h = build(scenario(**{**LOCKBENCH, "overcommit": 2.0, "features.pv_wait_early": True,
-                              "sim.duration_ms": 30}), seed)
+                              "features.boost_queue_head": False, "sim.duration_ms": 30}), seed)
         run_host(h)
         lock_waiters: dict = {}
         for v in h.vcpus:
             for f in v.frames:
                 if f.waiter is not None:
                     lock_waiters.setdefault(f.waiter.lock, []).append((v, f, f.waiter))
-        assert lock_waiters
+        seen += len(lock_waiters)
         for lock, waiters in lock_waiters.items():
             assert len(waiters) == len(lock.queue) + len(lock.stealers)
             assert lock.pending == (bool(lock.queue) and lock.queue[0].in_loop)
@@ -257,3 +259,4 @@ def test_the_lock_word_agrees_with_its_waiters_when_a_run_ends():
                 assert (w.role == locks.HEAD) <= (i == 0)
             for v, f, w in waiters:
                 assert w.halting == (v.frames[-1] is not f and any(g.kind == PVWAIT for g in v.frames))
+    assert seen  # some run ended with waiters to check (which seed does depends on scheduling detail)

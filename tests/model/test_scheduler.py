@@ -79,3 +79,110 @@ def test_floating_wakeup_placement_prefers_prev_then_sibling_then_socket_then_an
     assert scheduler.select_pcpu(h, v).socket == 1  # any idle pCPU
     occupy(*range(8))
     assert scheduler.select_pcpu(h, v).id == 0  # nothing idle: the previous pCPU
+
+
+# -- re-picking the running thread (MODEL.md section 2) ---------------------------------
+
+
+def test_the_same_thread_picked_again_at_slice_end_is_no_context_switch():
+    """__schedule() with prev == next: no switch, no sched-out notifier, no preempted flag."""
+    h = _host(overcommit=2.0)
+    p = h.pcpus[0]
+    me, other = p.curr, p.rq[0]
+    other.vruntime = me.vruntime + 10 * CFS.latency_ns  # nothing better to run than the current thread
+    switches, start_slice = p.switches, p.curr_start
+    scheduler.resched(h, p)  # the slice-end reschedule
+    h.engine.run(h.engine.now + 200_000)
+    assert p.curr is me and other in p.rq
+    assert p.switches == switches and p.repicks == 1
+    assert not me.preempted and not me.ready and not me.steal_preempted
+    assert p.curr_start > start_slice  # set_next_entity(): a new slice starts
+    assert p.slice_end is not None and not p.need_resched
+
+
+def test_a_better_thread_at_slice_end_is_a_context_switch_with_the_flags_set():
+    h = _host(overcommit=2.0)
+    p = h.pcpus[0]
+    me, other = p.curr, p.rq[0]
+    other.vruntime = me.vruntime - CFS.latency_ns
+    switches = p.switches
+    scheduler.resched(h, p)
+    h.engine.run(h.engine.now + 200_000)
+    assert p.curr is other and p.switches == switches + 1 and p.repicks == 0
+    assert me.preempted and me.ready and me.steal_preempted
+
+
+def test_context_switches_count_only_real_switches_over_a_run():
+    """Two cpu-bound threads per pCPU: every slice end switches; alone on a pCPU: none."""
+    from tests.model.conftest import run
+
+    kw = {"workload.kind": "cpu-bound", "vm.vcpus": 8, "sim.duration_ms": 100, "sim.warmup_ms": 10}
+    alone = run(**kw)
+    shared = run(**kw, overcommit=2.0)
+    assert alone.metrics["host_context_switches_per_s"] == 0
+    # 2 threads per pCPU, slice = 24 ms / 2 = 12 ms: about 1 / 12 ms switches per pCPU
+    per_pcpu = shared.metrics["host_context_switches_per_s"] / 8
+    assert 1e3 / 12 * 0.7 < per_pcpu < 1e3 / 12 * 1.3
+
+
+# -- newidle balance (pinning: none) ---------------------------------------------------
+
+
+def _floating(**kw):
+    h = build(scenario(**{"workload.kind": "cpu-bound", "vm.vcpus": 8, "pinning": "none", "overcommit": 1.25,
+                          **kw}), seed=1)
+    start(h)
+    h.engine.run(1_000_000)
+    return h
+
+
+def _queued(h):
+    return [(p, v) for p in h.pcpus for v in p.rq]
+
+
+def test_a_pcpu_going_idle_pulls_a_queued_thread_at_once():
+    h = _floating()
+    src, v = _queued(h)[0]
+    dst = next(p for p in h.pcpus if p is not src and p.curr is not None and not p.rq)
+    v.exec_start = h.engine.now - 2 * CFS.migration_cost_ns  # not cache hot
+    leaving = dst.curr
+    leaving.state = 2  # HALTED: the thread blocks
+    scheduler.leave(h, dst, leaving, runnable=False)
+    assert dst.curr is v and v not in src.rq and dst.newidle_pulls == 1
+    assert v.pcpu is dst
+
+
+def test_newidle_balance_leaves_cache_hot_and_pinned_threads_and_short_idlers_alone():
+    h = _floating()
+    queued = [v for _, v in _queued(h)]
+    dst = next(p for p in h.pcpus if p.curr is not None and not p.rq)
+    for v in queued:
+        v.exec_start = h.engine.now  # ran just now: task_hot()
+    assert not scheduler.newidle_balance(h, dst)
+    for v in queued:
+        v.exec_start = h.engine.now - 2 * CFS.migration_cost_ns
+    dst.avg_idle_ns = CFS.migration_cost_ns - 1  # this pCPU's idle periods are short
+    assert not scheduler.newidle_balance(h, dst)
+    dst.avg_idle_ns = CFS.avg_idle_max_ns
+    for v in queued:
+        v.pinned = v.pcpu.id
+    assert not scheduler.newidle_balance(h, dst)
+    queued[0].pinned = None
+    assert scheduler.newidle_balance(h, dst) and dst.rq == [queued[0]]
+
+
+def test_newidle_balance_prefers_the_smt_sibling_then_the_socket():
+    # 2 sockets x 2 cores x 2 threads: CPU 0's sibling is 4, its socket 0, 1, 4, 5
+    h = build(scenario(**{"topology.sockets": 2, "topology.cores_per_socket": 2, "vm.vcpus": 8,
+                          "pinning": "none", "overcommit": 2.0, "workload.kind": "cpu-bound"}), seed=1)
+    start(h)
+    h.engine.run(1_000_000)
+    for v in h.vcpus:
+        v.exec_start = h.engine.now - 2 * CFS.migration_cost_ns
+    dst = h.pcpus[0]
+    dst.rq.clear()
+    sibling_thread = h.pcpus[4].rq[0]
+    assert scheduler.newidle_balance(h, dst) and dst.rq == [sibling_thread]
+    dst.rq.clear()
+    h.pcpus[4].rq.clear()
+    assert scheduler.newidle_balance(h, dst) and dst.rq[0].pcpu.socket == 0
