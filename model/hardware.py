@@ -30,6 +30,11 @@ class Profile:
     cross_socket_ns: float  # extra latency of an IPI or wake-up that crosses sockets
     memcpy_gbps: float  # one core's memcpy bandwidth (ebizzy records)
     pause_cycles: float  # one PAUSE-loop iteration
+    # -- guest memory management (ebizzy: model/mm.py) ---------------------------
+    cacheline_miss_ns: float  # a cache line not in this core's caches (DRAM or another core)
+    cache_hit_ns: float  # a line in this core's L2
+    page_fault_ns: float  # anonymous page fault path without clear_page and its locks
+    tlb_flush_ns: float  # one full TLB flush of an mm (flush_tlb_func: CR3 reload / INVPCID)
     # -- host scheduler -----------------------------------------------------
     ctx_switch_ns: float  # host context switch between two threads
     host_wakeup_ns: float  # try_to_wake_up of a thread on another pCPU until it can run
@@ -120,6 +125,16 @@ SKYLAKE = Profile(
     cross_socket_ns=300.0,  # assumed: one UPI hop for the IPI / wake-up cache lines
     memcpy_gbps=10.0,  # assumed: single-core memcpy on Skylake-SP
     pause_cycles=140.0,  # Skylake-SP PAUSE latency (Intel optimization manual, 2017)
+    # published: Skylake-SP idle local memory latency ~90 ns (Intel Memory Latency
+    # Checker figures in the Xeon Scalable reviews, 2017); a line held dirty by another
+    # core of the socket costs about as much.
+    cacheline_miss_ns=90.0,
+    cache_hit_ns=_cyc(14),  # published: Skylake-SP L2 load-to-use 14 cycles (Intel optimization manual)
+    # assumed: a zero-fill minor fault measures ~1.0 us median with rdtsc (kernel entry,
+    # handle_mm_fault, page allocation, clear_page, set_pte); clear_page (~0.4 us at
+    # memcpy_gbps) is modelled apart (model/mm.py), leaving ~0.6 us.
+    page_fault_ns=600.0,
+    tlb_flush_ns=600.0,  # assumed: CR3 reload with PCID + refill of the hot entries
     ctx_switch_ns=2000.0,  # calibration.md: host context switch ~1-3 us
     host_wakeup_ns=1000.0,  # assumed: remote wake-up IPI + idle exit (block/wake 2493 ns per switch, idle-poll RFC 2017)
     vcpu_entry_ns=600.0,  # assumed: vcpu_load + VM entry; part of the 2493 ns block/wake switch
@@ -210,6 +225,8 @@ ROME = replace(
     cross_socket_ns=350.0,  # assumed: Infinity Fabric socket hop
     memcpy_gbps=12.0,  # assumed
     pause_cycles=10.0,  # assumed
+    cacheline_miss_ns=110.0,  # assumed: Zen 2 local DRAM latency, above Skylake-SP's (IO die hop)
+    cache_hit_ns=_cyc(12, _ROME_GHZ),  # published: Zen 2 L2 latency 12 cycles (AMD software optimization guide)
     exit_external_interrupt_ns=_cyc(2550, _ROME_GHZ),  # KVM_RUN round trip 2528-2576 cycles
     exit_msr_icr_ns=1400.0,  # assumed: VMCB MSR exit, slower than VMX (round trip 2550 cycles)
     exit_msr_icr_fast_ns=1000.0,  # assumed: svm_exit_handlers_fastpath, skylake ratio

@@ -125,15 +125,12 @@ class CpuBound(_Frozen):
 
 
 class Ebizzy(_Frozen):
-    """LTP ebizzy -M: 2 threads per vCPU, memcpy of a chunk, then free (heap trim)."""
+    """LTP ebizzy 0.3 -M: threads per vCPU, each copying and searching a chunk, then free().
 
-    threads_per_vcpu: int = Field(2, ge=1, le=8)
-    chunk_kib: int = Field(512, ge=4, le=65536)
-    search_ns: int = Field(20_000, ge=0)  # search of the copied record
-    fault_ns: int = Field(250, ge=0)  # one anonymous page fault, under mmap_sem read
-    trim_ns: int = Field(4_000, ge=0)  # munmap/brk trim work under mmap_sem write
-    zone_lock_ns: int = Field(1_000, ge=0)  # pages to/from the buddy allocator under zone->lock
-    flush_ns: int = Field(600, ge=0)  # TLB flush handler on each target
+    The per-operation costs come from the hardware profile (model/mm.py)."""
+
+    threads_per_vcpu: int = Field(2, ge=1, le=8)  # ebizzy default: 2 x online CPUs
+    chunk_kib: int = Field(512, ge=4, le=65536)  # ebizzy default chunk size (-s 524288)
 
 
 class Lockbench(_Frozen):

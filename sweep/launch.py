@@ -486,7 +486,5 @@ def launch(
                 tally.write()
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            runner.stop_ray()
     return LaunchResult(output, total, len(state.done), summary, tally.counts, invalid)

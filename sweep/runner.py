@@ -20,6 +20,7 @@ batches are still stored, the rest is cancelled.  A second signal aborts.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import itertools
@@ -27,12 +28,19 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sweep.points import Point
@@ -90,21 +98,183 @@ class RunSummary:
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Join ``address`` (or ``RAY_ADDRESS``) or start Ray in-process; True if we started it.
 
-    A Ray already initialised in this process is used as it is.
+    A Ray already initialised in this process is used as it is.  Joining a
+    cluster is plain ``ray.init(address=...)``.  An in-process Ray is a
+    :class:`LocalSession`: loopback only, its own temp dir, cleaned up when
+    the launcher stops or dies.  Call :func:`stop_ray` when done (it also
+    runs at interpreter exit).
     """
     import ray
 
     if ray.is_initialized():
         return False
+    stop_ray()  # the leftovers of an in-process Ray shut down with a bare ray.shutdown()
     _quiet_ray_notices()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = {"logging_level": RAY_LOGGING_LEVEL, "log_to_driver": False, "configure_logging": True}
     if address:
         _use_local_token()
-        ray.init(address=address, **common)
+        with no_cluster_mode() if loopback_only(address) else contextlib.nullcontext():
+            ray.init(address=address, **RAY_COMMON)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        global _local
+        _local = LocalSession.start(num_cpus or os.cpu_count() or 1)
+        atexit.unregister(stop_ray)  # once, however many launches this process makes
+        atexit.register(stop_ray)
     return True
+
+
+def stop_ray() -> None:
+    """Shut down the Ray this process started (and, for an in-process one, everything it left)."""
+    global _local
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    if _local is not None:
+        session, _local = _local, None
+        session.close()
+
+
+RAY_COMMON: dict[str, Any] = {
+    "logging_level": RAY_LOGGING_LEVEL,
+    "log_to_driver": False,
+    "configure_logging": True,
+}
+LOOPBACK = "127.0.0.1"
+# Ray's own switch for a machine that is no cluster (its default on macOS and Windows): the local
+# node IP is the loopback address (ray._private.services.get_node_ip_address), so that GCS, raylet,
+# object manager, core workers and agents bind 127.0.0.1 (ray-project/ray#59852: servers bind the
+# node IP, not 0.0.0.0).  ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: ray.init
+# maps a loopback address to the external one (services.resolve_ip_for_localhost) unless this is off.
+NO_CLUSTER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+PROBE_TIMEOUT_S = 2.0  # a local port that does not answer at once is not there
+WATCHDOG_STOP_TIMEOUT_S = 35.0  # watchdog.KILL_WINDOW_S plus its start-up
+MAX_TEMP_PARENT_CHARS = 40  # Ray's Unix socket paths (<temp>/session_<date>_<pid>/sockets/...) must fit 107 bytes
+
+
+@dataclass
+class LocalSession:
+    """An in-process Ray that is a good citizen of the machine it runs on.
+
+    - **Loopback only**: every Ray process listens on 127.0.0.1 (:data:`NO_CLUSTER_ENV`).
+    - **No dashboard**: ``include_dashboard=False``.  Ray still starts, and needs, the per-node
+      ``DashboardAgent`` and ``RuntimeEnvAgent`` (the raylet fate-shares with them and asks the
+      latter for every worker's environment; ray-project/ray#19420 declined to make them optional)
+      and a head-side API process; on loopback, none of them serves a UI.
+    - **Its own temp dir** (``_temp_dir``), removed at the end, so no ``/tmp/ray/session_*`` is left.
+    - **Cleaned up when the launcher dies**, SIGKILL included, by :mod:`sweep.watchdog`: every
+      process of the session carries a random mark in its environment, and the watchdog kills the
+      marked processes and removes the temp dir as soon as the launcher's end of its pipe closes.
+    """
+
+    temp_dir: Path
+    watchdog: subprocess.Popen[bytes]
+
+    @staticmethod
+    def start(num_cpus: int) -> LocalSession:
+        import ray
+
+        from sweep import watchdog as watchdog_mod
+
+        parent = tempfile.gettempdir()
+        temp_dir = Path(
+            tempfile.mkdtemp(prefix="kvmsweep-ray-", dir=parent if len(parent) <= MAX_TEMP_PARENT_CHARS else "/tmp")
+        )
+        mark = uuid.uuid4().hex
+        env = {k: v for k, v in os.environ.items() if k != watchdog_mod.MARK_ENV}
+        watchdog = subprocess.Popen(
+            [sys.executable, "-I", watchdog_mod.__file__, mark, str(temp_dir), str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C to the launcher's process group does not reach it
+        )
+        session = LocalSession(temp_dir, watchdog)
+        try:
+            # The mark is inherited by every process ray.init starts, and by theirs.
+            with no_cluster_mode({watchdog_mod.MARK_ENV: mark}):
+                ray.init(
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    _node_ip_address=LOOPBACK,
+                    _temp_dir=str(temp_dir),
+                    **RAY_COMMON,
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            session.close()
+            raise
+        return session
+
+    def close(self) -> None:
+        """Let the watchdog kill what Ray left and remove the temp dir; wait for it."""
+        if self.watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.watchdog.stdin.close()
+        try:
+            self.watchdog.wait(WATCHDOG_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.watchdog.kill()
+            self.watchdog.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+_local: LocalSession | None = None
+
+
+@contextlib.contextmanager
+def no_cluster_mode(extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """Ray's node IP is 127.0.0.1 while this lasts (:data:`NO_CLUSTER_ENV`), for this process and
+    the processes it starts; ``extra_env`` is added to their environment too."""
+    from ray._private import ray_constants
+
+    added = {**NO_CLUSTER_ENV, **(extra_env or {})}
+    saved_env = {k: os.environ.get(k) for k in added}
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(added)
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at each call; the env var only at import
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def loopback_only(address: str) -> bool:
+    """Whether ``address`` is a GCS on 127.0.0.1 that this machine's external IP does not reach.
+
+    Ray joins a loopback address through the machine's external IP
+    (``services.canonicalize_bootstrap_address``), as if the head were bound
+    there; that is right for a head started with plain ``ray start --head``.  A head started on
+    loopback only (a :class:`LocalSession`, or ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start
+    --head``) is joined on loopback instead.  Decided by one TCP probe of the external IP, so
+    joining a remote cluster is exactly ``ray.init(address=...)``.
+    """
+    import ipaddress
+
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or "://" in address:
+        return False
+    try:
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            return False
+    except ValueError:  # a host name: not loopback
+        return False
+    from ray._private import services
+
+    external = services.get_node_ip_address()  # 127.0.0.1 itself on a machine without another address
+    try:
+        socket.create_connection((external, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return True
+    return False
 
 
 def _use_local_token() -> None:

@@ -1,58 +1,46 @@
-"""ebizzy -M: 2 threads per vCPU; each record copies a 512 KiB chunk, searches it, frees it.
+"""ebizzy -M (LTP ebizzy 0.3, glibc malloc): ``threads_per_vcpu`` threads per vCPU.  Metric: records/s.
 
-With -M ebizzy never uses mmap, so every free trims the heap: the kernel takes
-mmap_sem for writing, zaps the pages, returns them to the buddy allocator
-under ``zone->lock`` (a queued spinlock) and flushes remote TLBs with a
-synchronous call-function-many while still holding mmap_sem; the next malloc
-faults the pages back in under mmap_sem for reading, taking pages from the
-buddy allocator under ``zone->lock`` again.  Metric: records/s.
+Each thread loops over ``search_mem()``: ``alloc_mem(chunk_size)``,
+``memcpy`` of a source chunk into it, ``bsearch`` for a random key,
+``free_mem``.  ``-M`` sets ``mallopt(M_MMAP_MAX, 0)``: the copy comes from
+the thread's glibc arena heap, and ``free()`` merges it into the top chunk,
+which then exceeds ``M_TRIM_THRESHOLD`` (128 KiB), so ``heap_trim`` ->
+``shrink_heap`` returns it with ``madvise(MADV_DONTNEED)``.  The next
+``malloc`` regrows the heap without a syscall (the heap stays mprotected),
+and the copy faults every destination page back in.  The kernel side of
+both (faults, page allocator, LRU, zap, TLB shootdown) is model.mm; the
+call trace of the shootdown is the one in 17e433b54393
+(``SyS_madvise`` -> ``zap_page_range`` -> ``tlb_finish_mmu`` ->
+``flush_tlb_mm_range``).
 """
 
 from __future__ import annotations
 
-from model import guest, locks, tlb
+import math
+
+from model import guest, locks, mm
 from model.vcpu import Task
 
-PAGE_KIB = 4
-FREES_PAGE_TABLES = True  # a heap trim unmaps whole page tables (free_pgtables)
-
-
-class Mm:
-    """The ebizzy process's address space."""
-
-    __slots__ = ("mmap_sem", "zone_lock")
-
-    def __init__(self) -> None:
-        self.mmap_sem = locks.RwSem()
-        self.zone_lock = locks.QSpinLock()
+RECORD_BYTES = 8  # ebizzy: record_t is a size_t; bsearch over chunk_size / record_size records
 
 
 def build(h, vm, knobs, rng) -> None:
-    vm.mm = Mm()
-    copy_ns = knobs.chunk_kib * 1024 / h.prof.memcpy_gbps  # bytes / (GB/s) = ns
-    fault_ns = knobs.chunk_kib // PAGE_KIB * knobs.fault_ns
+    vm.mm = mm.Mm(len(vm.vcpus), rng)
+    pages = knobs.chunk_kib * 1024 // mm.PAGE_SIZE
+    # bsearch: log2(records) probes into a freshly copied chunk, each a cache miss (derived)
+    search_ns = math.ceil(math.log2(knobs.chunk_kib * 1024 // RECORD_BYTES)) * h.prof.cacheline_miss_ns
     for v in vm.vcpus:
         for k in range(knobs.threads_per_vcpu):
             task = Task(f"ebizzy{v.index}.{k}", None, v)
-            task.gen = _thread(h, vm, knobs, copy_ns, fault_ns)
+            ptl = locks.QSpinLock()  # the page-table lock of this thread's arena heap (split PTE lock)
+            task.gen = _thread(h, vm, task, ptl, pages, search_ns)
             guest.start_task(h, task)
 
 
-def _thread(h, vm, knobs, copy_ns: float, fault_ns: float):
-    sem, zone = vm.mm.mmap_sem, vm.mm.zone_lock
+def _thread(h, vm, task: Task, ptl: locks.QSpinLock, pages: int, search_ns: float):
+    space = vm.mm
     while True:
-        yield ("call", locks.down_read, sem)  # malloc: fault the chunk back in
-        yield ("call", locks.spin_lock, zone)
-        yield ("run", knobs.zone_lock_ns, True)
-        yield ("call", locks.spin_unlock, zone)
-        yield ("run", fault_ns, True)
-        yield ("call", locks.up_read, sem)
-        yield ("run", copy_ns + knobs.search_ns, False)  # memcpy + search, user mode
-        yield ("call", locks.down_write, sem)  # free: trim the heap
-        yield ("run", knobs.trim_ns, True)
-        yield ("call", locks.spin_lock, zone)
-        yield ("run", knobs.zone_lock_ns, True)
-        yield ("call", locks.spin_unlock, zone)
-        yield ("call", tlb.shootdown, knobs.flush_ns, FREES_PAGE_TABLES)
-        yield ("call", locks.up_write, sem)
+        yield from mm.fault_in(h, task, space, pages)  # malloc + memcpy: fault the chunk back in
+        yield ("run", search_ns, False)  # bsearch
+        yield from mm.madvise_dontneed(h, task, space, ptl, pages)  # free -> heap_trim -> shrink_heap
         h.stats.add_work(vm.index, "records", 1)

@@ -19,3 +19,12 @@ def test_different_seeds_differ():
     kw = {"workload.kind": "ebizzy", "vm.vcpus": 8, "sim.duration_ms": 20, "sim.warmup_ms": 2}
     a, b = run(seed=1, **kw), run(seed=2, **kw)
     assert not _same(a.metrics, b.metrics)
+
+
+def test_floating_threads_with_newidle_balance_and_hints_are_deterministic():
+    kw = {"workload.kind": "ebizzy", "vm.vcpus": 8, "pinning": "none", "overcommit": 2.0,
+          "corunner.workload": "cpu-bound", "workload.cpu_bound.threads": 3, "vm.hint_dedicated": True,
+          "guest.kernel": "5.4", "host.kernel": "5.8", "sim.duration_ms": 15, "sim.warmup_ms": 2}
+    a, b = run(seed=5, **kw), run(seed=5, **kw)
+    assert _same(a.metrics, b.metrics) and a.exits == b.exits
+    assert a.metrics["records_per_s_ci95_pct"] == b.metrics["records_per_s_ci95_pct"]

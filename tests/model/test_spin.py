@@ -19,11 +19,12 @@ def _pair(feature: str, overcommit: float, seed: int = 1):
 
 
 def test_with_one_vm_per_pcpu_every_yield_to_ends_in_esrch():
-    # the stock 5.13 feature set; halted shootdown targets make PV yields and boosts try yield_to
-    r = run(**{"workload.kind": "ebizzy", "topology.cores_per_socket": 8, "vm.vcpus": 16, "sim.duration_ms": 60,
-               "sim.warmup_ms": 10, "features.pv_tlb_flush": False})
+    # one VM per pCPU: PV spinlock waiters behind a long critical section pv_wait (HLT) and are
+    # kicked, so they are ready; the PLE spinners' yield_to then finds one task per run queue
+    r = run(**{"workload.kind": "lockbench", "topology.cores_per_socket": 8, "vm.vcpus": 16,
+               "workload.lockbench.cs_ns": 500_000, "sim.duration_ms": 60, "sim.warmup_ms": 10})
     m = r.metrics
-    assert m["directed_yield_attempts"] > 0 and m["pv_sched_yields"] > 0
+    assert m["kicks"] > 0 and m["directed_yield_attempts"] > 0
     assert m["directed_yield_esrch"] == m["directed_yield_attempts"]
     assert m["directed_yield_successes"] == 0
 
@@ -36,11 +37,47 @@ def test_boosts_change_throughput_by_a_few_percent_at_most_without_overcommit(fe
     assert on == pytest.approx(off, rel=0.08)
 
 
-def test_boost_ready_raises_ebizzy_throughput_at_overcommit_2():
-    off, on = _pair("boost_ready", 2.0)
-    assert on["records_per_s"] > 1.5 * off["records_per_s"]
-    assert on["smp_call_function_many_pct"] < off["smp_call_function_many_pct"]
-    assert on["directed_yield_successes"] > off["directed_yield_successes"]
+def test_boost_ready_lets_on_spin_boost_kicked_ebizzy_waiters(monkeypatch):
+    # the commit's guest era (4.17-5.3) has pv_wait_early: LRU/zone-lock waiters behind a preempted
+    # vCPU halt in pv_wait and are kicked -- ready but not preempted: kvm_vcpu_on_spin may boost them
+    # only with boost_ready (d73eb57b80b9); without it every boosted vCPU was preempted.  (The
+    # throughput effect is checked by the boost-ready-ebizzy validation case: at this size a 60 ms
+    # window is dominated by whether a pv_wait cascade happens.)
+    kw = {**EBIZZY, "vm.vcpus": 16, "topology.cores_per_socket": 8, "pinning": "none", "sim.duration_ms": 60,
+          "features.pv_wait_early": True, "overcommit": 3.0}
+    boosted = []
+    real = spin.directed_yield
+
+    def spy(h, me, target):
+        if me.in_spin_loop:  # from kvm_vcpu_on_spin
+            boosted.append((target.ready, target.preempted))
+        return real(h, me, target)
+
+    monkeypatch.setattr(spin, "directed_yield", spy)
+    run(**kw)
+    assert boosted and all(preempted for _, preempted in boosted)
+    boosted.clear()
+    run(**{**kw, "features.boost_ready": True})
+    assert all(ready for ready, _ in boosted)
+    assert any(not preempted for _, preempted in boosted)
+
+
+def test_pv_sched_yield_yields_only_to_preempted_ipi_targets(monkeypatch):
+    # kvm_smp_send_call_func_ipi: after the mask send, SCHED_YIELD to the first IPI'd target whose
+    # steal-time preempted bit is set (the throughput effect at this size is within noise)
+    calls = []
+    real = spin.sched_yield_hypercall
+
+    def spy(h, me, target, cont):
+        calls.append((me.vm is target.vm, target.steal_preempted, target is me))
+        return real(h, me, target, cont)
+
+    monkeypatch.setattr(spin, "sched_yield_hypercall", spy)
+    m = run(overcommit=2.0, **{**EBIZZY, "features.pv_sched_yield": True}).metrics
+    assert m["pv_sched_yields"] > 0 and calls  # every VM's calls, warm-up included
+    assert all(same_vm and preempted and not self_ for same_vm, preempted, self_ in calls)
+    monkeypatch.setattr(spin, "sched_yield_hypercall", real)
+    assert run(overcommit=2.0, **EBIZZY).metrics["pv_sched_yields"] == 0
 
 
 def test_pv_sched_yield_raises_ebizzy_throughput_at_overcommit_2():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
@@ -70,18 +69,16 @@ def fake_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster(fake_dir: Path) -> Iterator[None]:
-    """One in-process Ray for every test that runs a sweep in-process (the runner reuses it)."""
-    import ray
+    """One in-process Ray for every test that runs a sweep in-process (the runner reuses it).
+
+    Started as ``sweep launch`` starts its own: on loopback, in a temp dir that is removed after.
+    """
+    from sweep import runner
 
     os.environ.pop("RAY_ADDRESS", None)
-    ray.init(
-        num_cpus=TEST_RAY_CPUS,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
+    assert runner.start_ray(None, TEST_RAY_CPUS)
     yield
-    ray.shutdown()
+    runner.stop_ray()
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
 """A driver killed with SIGKILL (or stopped with SIGINT) mid-sweep loses nothing and doubles nothing.
 
+Its in-process Ray is a good citizen: while it runs, every socket of the
+launcher's process tree listens on loopback only; once the launcher is gone
+(SIGKILL included), none of its processes lives more than
+:data:`SURVIVE_S` longer and its Ray temp dir is gone.
+
 The interrupted run is a subprocess with one worker and tiny batches (many
 commits); the resumed and the reference runs are in-process with two workers
 and the default batch size, so the comparison also shows that results do not
@@ -8,7 +13,6 @@ depend on the number of workers or the batch size.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,6 +25,7 @@ import polars as pl
 import pytest
 
 from sweep import store
+from tests.sweep import procs
 from tests.sweep.conftest import REPO, TINY_BASE, invoke, subprocess_env, sweep_command, tiny_config
 from tests.sweep.test_runner import exits_frame, launch, runs_frame
 
@@ -29,7 +34,9 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 FILES_BEFORE_KILL = 5  # run files that must exist before the driver is killed
 START_TIMEOUT_S = 90
 EXIT_TIMEOUT_S = 30
-REAP_GRACE_S = 3  # Ray's agents outlive a SIGKILLed driver by about a minute; don't wait that long
+# No process of a launcher outlives it by more than this (measured: all gone within ~1.2 s, the
+# watchdog's own exit last).
+SURVIVE_S = 5.0
 POINTS = 120  # 20 rows x 6 replicates of ~40 ms hackbench: seconds of work on one worker
 
 
@@ -46,31 +53,6 @@ def _config() -> dict[str, Any]:
         },
         replicates=6,
     )
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (read from /proc; no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _start(conf: Path, output: Path) -> subprocess.Popen[bytes]:
@@ -99,17 +81,6 @@ def _wait_for_files(proc: subprocess.Popen[bytes], output: Path) -> None:
         time.sleep(0.05)
 
 
-def _reap(pids: set[int]) -> None:
-    """End what is left of the killed driver's Ray (by pid: only processes this test started)."""
-    deadline = time.monotonic() + REAP_GRACE_S
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in pids:
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An uninterrupted run of the same config (in-process, two workers, default batches)."""
@@ -136,15 +107,26 @@ def test_sigkill_mid_sweep_then_resume(cli: Any, reference: tuple[Path, Path], t
     conf, reference_out = reference
     out = tmp_path / "out"
     proc = _start(conf, out)
+    family: set[int] = set()
     try:
         _wait_for_files(proc, out)
-        family = _descendants(proc.pid)
+        family = procs.descendants(proc.pid)
+        sockets = procs.listeners(family | {proc.pid})
+        temp_dirs = procs.ray_temp_dirs(family)
         proc.send_signal(signal.SIGKILL)
         proc.wait(EXIT_TIMEOUT_S)
+        survivors = procs.wait_dead(family, SURVIVE_S)
     finally:
         if proc.poll() is None:
             proc.kill()
-    _reap(family)
+        procs.reap(family)
+    # Loopback only: GCS, raylet, object manager, agents, driver and workers (``ss -ltunp``).
+    assert len(sockets) >= 4 and {"gcs_server", "raylet"} <= {s.name for s in sockets}
+    assert [str(s) for s in sockets if not s.loopback] == []
+    # Nothing outlives the launcher by more than a few seconds, and its Ray temp dir is removed.
+    assert [procs.describe(p) for p in survivors] == []
+    assert len(temp_dirs) == 1 and not any(d.exists() for d in temp_dirs)
+    assert not any(Path("/tmp/ray") == d or Path("/tmp/ray") in d.parents for d in temp_dirs)
     partial = store.read_runs(out, ["point_id"]).num_rows
     assert 0 < partial < POINTS, "the driver must die mid-sweep"
 
@@ -164,15 +146,20 @@ def test_sigint_stops_cleanly_and_keeps_what_finished(
     conf, reference_out = reference
     out = tmp_path / "out"
     proc = _start(conf, out)
+    family: set[int] = set()
     try:
         _wait_for_files(proc, out)
-        family = _descendants(proc.pid)
+        family = procs.descendants(proc.pid)
+        temp_dirs = procs.ray_temp_dirs(family)
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the driver and its Ray processes
         output, _ = proc.communicate(timeout=EXIT_TIMEOUT_S)
+        survivors = procs.wait_dead(family, SURVIVE_S)
     finally:
         if proc.poll() is None:
             proc.kill()
-    _reap(family)
+        procs.reap(family)
+    assert [procs.describe(p) for p in survivors] == []
+    assert temp_dirs and not any(d.exists() for d in temp_dirs)
     assert proc.returncode == 130, output.decode()
     assert b"interrupted" in output and b"Traceback" not in output
     manifest = json.loads((out / "manifest.json").read_text())

@@ -1,0 +1,168 @@
+"""Guest memory management on ebizzy's paths: anonymous faults, the page allocator, the LRU, MADV_DONTNEED.
+
+One :class:`Mm` per VM (the guest is one NUMA node: one ``pglist_data``, one
+zone, one LRU lock) holding the process's ``mmap_sem``, the zone's
+``zone->lock``, the node's LRU lock, each CPU's per-CPU page list and LRU
+pagevec, the mm's ``tlb_flush_pending`` count and each CPU's
+``call_single_queue``.  The paths, as the 5.4-5.13 kernel runs them:
+
+**Anonymous fault** (``do_user_addr_fault`` -> ``handle_mm_fault`` ->
+``do_anonymous_page``), mmap_sem held **for read**:
+``alloc_zeroed_user_highpage_movable`` -> ``rmqueue_pcplist`` takes the page
+from this CPU's pcp list; when the list is empty ``rmqueue_bulk`` refills
+``pcp->batch`` pages under ``zone->lock`` (interrupts off: the pcp path runs
+under ``local_irq_save``).  ``clear_page``, ``set_pte_at`` under the thread's
+own page-table lock (split PTE locks: uncontended, folded into the fault
+cost), then ``lru_cache_add`` puts the page in this CPU's pagevec; the
+``PAGEVEC_SIZE``-th page drains it (``__pagevec_lru_add`` ->
+``pagevec_lru_move_fn``), taking the LRU lock with ``spin_lock_irqsave``
+once for the whole pagevec.
+
+**MADV_DONTNEED** (``do_madvise``: ``madvise_need_mmap_write`` is false for
+it, so mmap_sem is taken **for read**) -> ``madvise_dontneed_single_vma`` ->
+``zap_page_range``: ``lru_add_drain``; ``tlb_gather_mmu``
+(``inc_tlb_flush_pending``); ``zap_pte_range`` under the page-table lock;
+``tlb_finish_mmu``: when another thread is zapping the same mm at the same
+time (``mm_tlb_flush_nested``: ``tlb_flush_pending`` > 1) it forces a full
+flush with ``freed_tables`` (7a30df49f63a, 5.2); ``tlb_flush_mmu`` ->
+``flush_tlb_mm_range`` (model.tlb), then ``tlb_flush_mmu_free`` ->
+``free_pages_and_swap_cache`` -> ``release_pages``: each page comes off the
+LRU under the LRU lock (irqsave), dropped and retaken every
+``SWAP_CLUSTER_MAX`` pages; ``free_unref_page_list`` puts the pages on this
+CPU's pcp list and, each time it reaches ``pcp->high``,
+``free_pcppages_bulk`` returns ``pcp->batch`` pages under ``zone->lock``
+(interrupts off); ``dec_tlb_flush_pending``.  Page tables are not freed
+(``zap_page_range`` never calls ``free_pgtables``).
+
+Nothing here takes mmap_sem for writing, so no ebizzy thread ever sleeps on
+it.  The zone and LRU locks are irqsave (``QSpinLock(irqsave=True)``): their
+waiters and holders run with IF = 0, so a TLB-flush IPI to them waits until
+the lock is dropped.
+
+Costs are derived from the hardware profile: page work costs the cache lines
+it touches, ``cacheline_miss_ns`` for a line another CPU touched last and
+``cache_hit_ns`` for its own (the counts below); ``clear_page`` and the copy
+run at ``memcpy_gbps``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model import locks, tlb
+from model.vcpu import Task
+
+PAGE_SIZE = 4096  # x86 base page (4 KiB pages: the arena heap is trimmed page by page)
+PAGEVEC_SIZE = 15  # include/linux/pagevec.h: lru_cache_add drains at the 15th page
+SWAP_CLUSTER_MAX = 32  # release_pages: lru_lock dropped and retaken every 32 pages (lock_batch)
+# zone_batchsize() for a zone of >= 1 GiB (5.4-5.13): min(managed / 1024, 1 MiB / PAGE_SIZE) = 256,
+# / 4 = 64, rounddown_pow_of_two(64 + 32) - 1 = 63; pageset_set_batch(): high = 6 * batch.
+PCP_BATCH = 63
+PCP_HIGH = 6 * PCP_BATCH
+
+# Cache lines each step touches (derived from the data it touches and who touched it last).
+# A thread's own pages are hot in its cache: it faulted them, added them to the LRU one pagevec
+# at a time (so on the LRU list they sit in runs of PAGEVEC_SIZE, their neighbours each other)
+# and zapped them; another CPU's lines miss (cacheline_miss_ns), our own hit (cache_hit_ns).
+LOCK_MISSES = 2  # taking a lock last held by another CPU: its line and the list head next to it
+LRU_ADD_MISSES = 1  # __pagevec_lru_add: the list's old first page (another CPU's), once per pagevec
+LRU_RUN_MISSES = 2  # release_pages -> del_page_from_lru_list: the two outer neighbours of each run
+LRU_PAGE_HITS = 4  # per page: flags, page->lru, the neighbour's lru, the lruvec counters
+BUDDY_MISSES = 2  # __rmqueue_smallest / __free_one_page per page: the cold free page and its neighbour/buddy
+ZAP_PTE_HITS = 3  # zap_pte_range per page: the pte, page_remove_rmap's _mapcount, the mmu_gather slot
+
+
+class Mm:
+    """The ebizzy process's address space and the guest's page allocator / LRU state."""
+
+    __slots__ = ("call_single_queue", "lru_lock", "mmap_sem", "pagevec", "pcp", "tlb_flush_pending", "zone_lock")
+
+    def __init__(self, nr_cpus: int, rng: np.random.Generator) -> None:
+        self.mmap_sem = locks.RwSem()
+        self.zone_lock = locks.QSpinLock(irqsave=True)  # zone->lock: spin_lock under local_irq_save
+        self.lru_lock = locks.QSpinLock(irqsave=True)  # pgdat->lru_lock (5.4-5.10) / lruvec lock (5.11+)
+        # pages on each CPU's pcp list at time 0: unknown, so drawn over [0, high)
+        self.pcp = [int(x) for x in rng.integers(0, PCP_HIGH, nr_cpus)]
+        self.pagevec = [0] * nr_cpus  # pages in each CPU's lru_add pagevec
+        self.tlb_flush_pending = 0  # mm->tlb_flush_pending: mmu_gathers in progress
+        self.call_single_queue: list[list] = [[] for _ in range(nr_cpus)]  # per-CPU csd llist (kernel/smp.c)
+
+
+def _locked(h, task: Task, lock: locks.QSpinLock, misses: float, hits: float, counter: str):
+    """spin_lock_irqsave(lock); work of ``misses`` + ``hits`` cache lines; spin_unlock_irqrestore(lock)."""
+    h.stats.count(task.vcpu, counter)
+    prof = h.prof
+    yield ("call", locks.spin_lock, lock)  # the lock is irqsave: IF = 0 from here to the unlock
+    yield ("run", (misses + LOCK_MISSES) * prof.cacheline_miss_ns + hits * prof.cache_hit_ns, True)
+    yield ("call", locks.spin_unlock, lock)
+
+
+def fault_in(h, task: Task, mm: Mm, pages: int):
+    """memcpy() into the regrown heap: each destination page faults (do_anonymous_page)."""
+    prof = h.prof
+    clear_ns = PAGE_SIZE / prof.memcpy_gbps  # clear_page: bytes / (GB/s) = ns
+    copy_ns = PAGE_SIZE / prof.memcpy_gbps  # the user copy of one page
+    left = pages
+    while left:
+        cpu = task.vcpu.index
+        if mm.pcp[cpu] == 0:  # rmqueue_pcplist: list empty -> rmqueue_bulk(zone, 0, pcp->batch)
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
+            mm.pcp[cpu] += PCP_BATCH
+        n = min(left, mm.pcp[cpu], PAGEVEC_SIZE - mm.pagevec[cpu])
+        mm.pcp[cpu] -= n
+        mm.pagevec[cpu] += n
+        left -= n
+        drain = mm.pagevec[cpu] == PAGEVEC_SIZE
+        if drain:
+            mm.pagevec[cpu] = 0
+        yield ("call", locks.down_read, mm.mmap_sem)  # do_user_addr_fault: mmap_sem for read
+        yield ("run", n * (prof.page_fault_ns + clear_ns), True)
+        if drain:  # lru_cache_add: the pagevec is full -> __pagevec_lru_add
+            yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, PAGEVEC_SIZE * LRU_PAGE_HITS,
+                                   "lru_lock_acquisitions")
+        yield ("call", locks.up_read, mm.mmap_sem)
+        yield ("run", n * copy_ns, False)
+
+
+def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
+    """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
+    yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
+    yield from _lru_add_drain(h, task, mm)  # zap_page_range -> lru_add_drain
+    mm.tlb_flush_pending += 1  # tlb_gather_mmu -> inc_tlb_flush_pending
+    yield ("call", locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
+    yield ("run", pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
+    yield ("call", locks.spin_unlock, ptl)
+    # tlb_finish_mmu: a concurrent zapper of this mm forces fullmm + freed_tables (7a30df49f63a)
+    freed_tables = mm.tlb_flush_pending > 1
+    if freed_tables:
+        h.stats.count(task.vcpu, "tlb_flushes_nested")
+    yield ("run", h.prof.tlb_flush_ns, True)  # flush_tlb_mm_range: this CPU's own flush first
+    yield ("call", tlb.flush_tlb_others, mm, freed_tables)
+    # tlb_flush_mmu_free -> free_pages_and_swap_cache -> release_pages
+    left = pages
+    while left:
+        n = min(left, SWAP_CLUSTER_MAX)
+        left -= n
+        runs = n / PAGEVEC_SIZE  # runs of our pages met in this batch, each with two cold neighbours
+        yield from _locked(h, task, mm.lru_lock, runs * LRU_RUN_MISSES, n * LRU_PAGE_HITS, "lru_lock_acquisitions")
+    # free_unref_page_list -> free_unref_page_commit; free_pcppages_bulk whenever pcp->count >= pcp->high
+    left = pages
+    while left:
+        cpu = task.vcpu.index
+        n = min(left, PCP_HIGH - mm.pcp[cpu])
+        mm.pcp[cpu] += n
+        left -= n
+        if mm.pcp[cpu] >= PCP_HIGH:
+            mm.pcp[cpu] -= PCP_BATCH
+            yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
+    mm.tlb_flush_pending -= 1  # tlb_finish_mmu -> dec_tlb_flush_pending
+    yield ("call", locks.up_read, mm.mmap_sem)
+
+
+def _lru_add_drain(h, task: Task, mm: Mm):
+    """lru_add_drain(): this CPU's partly filled pagevec goes onto the LRU."""
+    cpu = task.vcpu.index
+    n = mm.pagevec[cpu]
+    if n:
+        mm.pagevec[cpu] = 0
+        yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, n * LRU_PAGE_HITS, "lru_lock_acquisitions")
