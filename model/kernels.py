@@ -93,6 +93,14 @@ RULES: tuple[Rule, ...] = (
          "handle_fastpath_preemption_timer"),
     Rule("features.boost_user_irq", "host", "5.13", None, "52acd22faa1a",
          "a vCPU preempted in user mode is a candidate when it has a posted interrupt pending"),
+    Rule("features.ipi_shorthand", "guest", "5.4", None,
+         "832df3d47bad 'x86/smp: Enhance native_send_call_func_ipi()' (tglx's IPI shorthand series, 5.4)",
+         "a call-function IPI to every online CPU but self is one send_IPI_allbutself when"
+         " apic_use_ipi_shorthand is on (all present CPUs booted once; apic_smt_update)"),
+    Rule("features.call_single_if_polling", "guest", "5.8", None,
+         "b2a02fc43a1f 'smp: Optimize send_call_function_single_ipi()'",
+         "send_call_function_single_ipi: set_nr_if_polling(rq->idle) instead of the IPI when the"
+         " target's idle task polls; the call-function-many path has no such check in 5.x"),
     Rule("features.pv_sched_yield_skip_idle", "guest", "5.17", None,
          "'KVM: x86: Yield to IPI target vCPU only if it is busy' (Li RongQing, 2022-02)",
          "kvm_smp_send_call_func_ipi: !idle_cpu(cpu) && vcpu_is_preempted(cpu)"),
@@ -164,7 +172,7 @@ Release = Annotated[Literal[RELEASES], BeforeValidator(_release_in)]  # type: ig
 FEATURE_KEYS = (
     "ipi_fastpath", "timer_fastpath", "boost_ready", "boost_user_irq", "boost_queue_head",
     "pv_sched_yield", "pv_sched_yield_skip_idle", "pv_tlb_flush", "pv_send_ipi", "pv_spinlock",
-    "pv_wait_early", "rwsem_reader_spin", "ple",
+    "pv_wait_early", "rwsem_reader_spin", "ple", "ipi_shorthand", "call_single_if_polling",
 )  # fmt: skip
 HINT_OFF = ("pv_spinlock", "pv_tlb_flush", "pv_sched_yield")  # what KVM_HINTS_REALTIME turns off
 

@@ -41,7 +41,8 @@ def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> None:
 
     ``reason`` None marks a phase that is not an exit (a guest handler inside a
     chain).  ``action`` = (fraction, fn, *args) runs ``fn(*args)`` that far into
-    the phase (an IPI leaving in the middle of its ICR exit).  ``cont`` runs
+    the phase (an IPI leaving in the middle of its ICR exit); a list of such
+    actions runs each at its own fraction.  ``cont`` runs
     when the vCPU is back in the guest.  A vCPU already in an exit queues the
     chain behind the current one: one guest op can exit several times in a
     row (a lock release waking several sleepers).
@@ -68,8 +69,9 @@ def _start_chain(h, v: Vcpu, phases: tuple) -> None:
         if reason is not None:
             h.stats.record_exit(v, reason, detail, ns)
         if len(phase) > 4 and phase[4] is not None:
-            fraction, fn, *args = phase[4]
-            h.engine.at(now + total + int(ns * fraction), fn, *args)
+            # one action, or a list of them (an exit delivering an IPI to several targets)
+            for fraction, fn, *args in phase[4] if isinstance(phase[4], list) else (phase[4],):
+                h.engine.at(now + total + int(ns * fraction), fn, *args)
         booked.append((mode, ns))
         total += ns
     v.pcpu.start_chain(tuple(booked), now)

@@ -49,6 +49,8 @@ class Stats:
         self.timer_latencies: list[int] = []
         self.lock_waits: list[int] = []
         self.vmexit_ops: list[int] = []
+        self.ipi_benchmark_ops: list[int] = []  # ipi_benchmark: ns per call (send to all acknowledged)
+        self.ipi_benchmark_oneway: list[int] = []  # ipi_benchmark: ns from the call to each handler done
         self.work: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.counters: dict[str, int] = defaultdict(int)
         # invariants: from time 0, every VM
@@ -204,6 +206,14 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
     elif kind == "vmexit" and st.vmexit_ops:
         m["vmexit_op_cycles"] = float(np.mean(st.vmexit_ops)) * h.prof.tsc_ghz
         m["vmexit_op_cycles_ci95_pct"] = _sample_ci(st, "vmexit_ops")
+    elif kind == "ipi_benchmark" and st.ipi_benchmark_ops:
+        ib = h.sc.workload.ipi_benchmark
+        per_op = float(np.mean(st.ipi_benchmark_ops))
+        m["ipi_benchmark_op_ns"] = per_op
+        m["ipi_benchmark_oneway_ns"] = float(np.mean(st.ipi_benchmark_oneway))
+        m["ipi_benchmark_op_ns_ci95_pct"] = _sample_ci(st, "ipi_benchmark_ops")
+        m["ipi_benchmark_oneway_ns_ci95_pct"] = _sample_ci(st, "ipi_benchmark_oneway")
+        m[f"ipi_benchmark_{ib.mode}_total_ns"] = per_op * ib.ops
     if st.timer_latencies:
         lat = np.asarray(st.timer_latencies, dtype=np.float64) / 1e3
         m["timer_latency_min_us"] = float(lat.min())

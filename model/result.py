@@ -59,6 +59,29 @@ METRICS: dict[str, Metric | str] = {
     "vmexit_op_cycles": M(
         "vmexit microbenchmark: average cycles per operation", "kvm-unit-tests vmexit output", "lower"
     ),
+    "ipi_benchmark_op_ns": M(
+        "ipi_benchmark: mean ns of one call-function call with wait=1 (send to all acknowledged)",
+        "ipi_benchmark module output (second column / NTIMES)",
+        "lower",
+    ),
+    "ipi_benchmark_oneway_ns": M(
+        "ipi_benchmark: mean ns from the call to a target's handler having run",
+        "ipi_benchmark module output (first column / NTIMES)",
+        "lower",
+    ),
+    "ipi_benchmark_unicast_total_ns": M(
+        "ipi_benchmark 'Normal IPI': ns per call x workload.ipi_benchmark.ops", "ipi_benchmark module output", "lower"
+    ),
+    "ipi_benchmark_broadcast_total_ns": M(
+        "ipi_benchmark 'Broadcast IPI': ns per call x workload.ipi_benchmark.ops",
+        "ipi_benchmark module output",
+        "lower",
+    ),
+    "ipi_benchmark_multicast_total_ns": M(
+        "ipi_benchmark to vCPUs 1..targets: ns per call x workload.ipi_benchmark.ops",
+        "ipi_benchmark module output",
+        "lower",
+    ),
     "timer_latency_min_us": M(
         "timer latency (deadline to the woken thread running), minimum", "cyclictest Min", "lower"
     ),
@@ -78,7 +101,7 @@ METRICS: dict[str, Metric | str] = {
     **{
         f"{m}_ci95_pct": M(f"within-run 95 % half-width of {m}, in % of it (batch means)", "", "lower")
         for m in ("messages_per_s", "hackbench_time_s", "records_per_s", "acquisitions_per_s", "compute_s_per_s",
-                  "vmexit_op_cycles", "timer_latency_avg_us")
+                  "vmexit_op_cycles", "timer_latency_avg_us", "ipi_benchmark_op_ns", "ipi_benchmark_oneway_ns")
     },
     # interrupts
     "ipis_per_s": M("IPIs sent per second (one per destination vCPU)", "kvm_apic_ipi tracepoint"),

@@ -47,7 +47,7 @@ class _Frozen(BaseModel):
 
 
 ApicMode = Literal["xapic", "x2apic_phys", "x2apic_cluster"]
-WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit"]
+WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit", "ipi_benchmark"]
 CorunnerKind = Literal["same", "hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench"]
 
 
@@ -147,6 +147,18 @@ class Vmexit(_Frozen):
     test: Literal["ipi", "tscdeadline_immed", "tscdeadline"] = "ipi"
 
 
+class IpiBenchmark(_Frozen):
+    """The ipi_benchmark kernel module (lkml 2017/12/19/141) on vCPU 0: call-function IPIs, wait=1.
+
+    ``unicast``: smp_call_function_single to vCPU 1; ``broadcast``:
+    smp_call_function_many to every other vCPU; ``multicast``: to vCPUs
+    1..``targets``.  ``ops``: the module's NTIMES, for the ``*_total_ns`` metrics."""
+
+    mode: Literal["unicast", "broadcast", "multicast"] = "broadcast"
+    targets: int = Field(4, ge=1, le=1023)  # multicast: destinations (vCPUs 1..targets)
+    ops: int = Field(100_000, ge=1)  # NTIMES of the module (bench_ipi loop count)
+
+
 class Workload(_Frozen):
     """The measured VM's workload: ``kind`` selects, the blocks hold every kind's knobs."""
 
@@ -157,6 +169,7 @@ class Workload(_Frozen):
     ebizzy: Ebizzy = Ebizzy()
     lockbench: Lockbench = Lockbench()
     vmexit: Vmexit = Vmexit()
+    ipi_benchmark: IpiBenchmark = IpiBenchmark()
 
 
 class Corunner(_Frozen):
@@ -182,6 +195,8 @@ class Features(_Frozen):
     pv_wait_early: bool | None = None  # 75437bb304b2, guest 4.17-5.3 (preempted predecessor check)
     rwsem_reader_spin: bool | None = None  # cf69482d62d9, guest 5.3-5.10 (617f3ef95177 removed it)
     ple: bool | None = None  # Intel PLE / AMD pause filter; off with cpu_pm
+    ipi_shorthand: bool | None = None  # 832df3d47bad, guest 5.4: call-function to all but self = one shorthand write
+    call_single_if_polling: bool | None = None  # b2a02fc43a1f, guest 5.8: no call-function-single IPI to a polling CPU
 
 
 class GuestKernel(_Frozen):
@@ -261,8 +276,14 @@ class Scenario(_Frozen):
                 f"overcommit: {self.overcommit} x {pcpus} pCPUs = {total} vCPUs in all, fewer than "
                 f"vm.vcpus={self.vm.vcpus}; raise overcommit to at least {self.vm.vcpus / pcpus:.3g}"
             )
-        if self.workload.kind == "vmexit" and self.vm.vcpus < 2:
-            raise ValueError("vm.vcpus: the vmexit microbenchmarks need at least 2 vCPUs")
+        if self.workload.kind in ("vmexit", "ipi_benchmark") and self.vm.vcpus < 2:
+            raise ValueError(f"vm.vcpus: the {self.workload.kind} microbenchmarks need at least 2 vCPUs")
+        ib = self.workload.ipi_benchmark
+        if self.workload.kind == "ipi_benchmark" and ib.mode == "multicast" and ib.targets >= self.vm.vcpus:
+            raise ValueError(
+                f"workload.ipi_benchmark.targets: {ib.targets} must be below vm.vcpus ({self.vm.vcpus}):"
+                " the sender is vCPU 0"
+            )
         if self.sim.warmup_ms >= self.sim.duration_ms:
             raise ValueError(
                 f"sim.warmup_ms: {self.sim.warmup_ms} must be shorter than sim.duration_ms ({self.sim.duration_ms})"

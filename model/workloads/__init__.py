@@ -5,7 +5,7 @@
 ``h.stats.add_work(vm.index, name, amount)``.
 """
 
-from model.workloads import cpu_bound, cyclictest, ebizzy, hackbench, lockbench, vmexit
+from model.workloads import cpu_bound, cyclictest, ebizzy, hackbench, ipi_benchmark, lockbench, vmexit
 
 BUILDERS = {
     "cpu-bound": cpu_bound.build,
@@ -14,6 +14,7 @@ BUILDERS = {
     "ebizzy": ebizzy.build,
     "lockbench": lockbench.build,
     "vmexit": vmexit.build,
+    "ipi_benchmark": ipi_benchmark.build,
 }
 
 

@@ -41,7 +41,7 @@ def _ipi_and_wait(h, task: Task, target) -> None:
     wait = Frame(SPIN, kernel=True, spin_kind="ipi")
     irq = Irq("ipi", h.prof.guest_irq_ns, lambda: guest.release_spin(h, v, wait, lambda: guest.advance(h, task)))
     v.frames.append(wait)
-    apic.send(h, v, [target], [irq], None, multicast=False)
+    apic.send(h, v, [target], [irq], None, multicast=False, direct=True)  # apic_icr_write
 
 
 def _tsc_write(h, task: Task, deadline: int) -> None:

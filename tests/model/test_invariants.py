@@ -24,6 +24,11 @@ CASES = {
                                           "overcommit": 2.0},
     "hackbench-crowded": {"workload.kind": "hackbench", "workload.hackbench.groups": 2},
     "ebizzy-two-threads-per-vcpu-spinning": {"workload.kind": "ebizzy", "features.pv_tlb_flush": False},
+    "ipi_benchmark-broadcast-rome-avic-halting": {"workload.kind": "ipi_benchmark", "hardware": "rome",
+                                                  "vm.apic": "xapic", "vm.avic": True, "vm.halt_poll_ns": 0},
+    "ipi_benchmark-multicast-pv-cluster": {"workload.kind": "ipi_benchmark", "vm.apic": "x2apic_cluster",
+                                           "workload.ipi_benchmark.mode": "multicast",
+                                           "features.ipi_shorthand": False},
     # kernel versions, VM hints, partial cpu-bound co-runners, floating threads (newidle balance)
     "ebizzy-guest-415-host-53": {"workload.kind": "ebizzy", "guest.kernel": "4.15", "host.kernel": "5.3",
                                  "overcommit": 2.0},
@@ -45,7 +50,8 @@ CASES = {
 
 
 PROGRESS = {"cpu-bound": "compute_s_per_s", "cyclictest": "timer_latency_avg_us", "hackbench": "messages_per_s",
-            "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles"}
+            "ebizzy": "records_per_s", "lockbench": "acquisitions_per_s", "vmexit": "vmexit_op_cycles",
+            "ipi_benchmark": "ipi_benchmark_op_ns"}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -41,6 +41,10 @@ ROWS = [
     ("features.boost_user_irq", "5.8", "5.13", True),
     ("features.pv_sched_yield_skip_idle", "5.16", "5.13", False),
     ("features.pv_sched_yield_skip_idle", "5.17", "5.13", True),
+    ("features.ipi_shorthand", "5.3", "5.13", False),
+    ("features.ipi_shorthand", "5.4", "5.13", True),  # 832df3d47bad
+    ("features.call_single_if_polling", "5.7", "5.13", False),
+    ("features.call_single_if_polling", "5.8", "5.13", True),  # b2a02fc43a1f
     ("vm.steal_preempted_on_halt", "5.8", "5.18", True),
     ("vm.steal_preempted_on_halt", "5.8", "5.19", False),  # 54aa83c90198
 ]

@@ -161,9 +161,9 @@ def test_evaluate_factor_rule_per_series_and_unpaired_conditions() -> None:
     assert got[("ebizzy", "avic0_x2apic")]["verdict"] == compare.FAIL
     assert got[("hackbench", "avic1_xapic")]["verdict"] == compare.FAIL
     assert got[("hackbench", "avic1_xapic")]["published_improvement"] == pytest.approx(1 - 117.840 / 121.339)
-    # the IPI microbenchmark series is declared but not modelled: its rows say why
+    # the IPI microbenchmark series (lower is better): x1.93 slower against a published x1.55 slower
     ipi = got[("ipi_benchmark", "avic1_xapic")]
-    assert ipi["verdict"] == compare.NOT_MODELLED and "ipi_benchmark" in ipi["reason"]
+    assert ipi["verdict"] == compare.PASS
     assert ipi["published_ratio"] == pytest.approx(19106424733.30 / 12313907508.50)
 
 
@@ -340,6 +340,22 @@ def test_readme_section_from_a_table_and_missing_sweeps(tmp_path: Path, cli: Any
 # -- reduced runs through the real code path --------------------------------------------------------
 
 
+# Published effects the model gets with the wrong sign, and why (reported as failures in the table).
+KNOWN_WRONG_SIGN = {
+    ("rome-180vcpu-apic-modes", "ipi_benchmark", "avic1_xapic"): (
+        "published AVIC broadcast 1.55x slower; the model's AVIC sends the shorthand in hardware"
+        " (one backing-page line per destination) and has it ~2x faster; a per-destination cost"
+        " large enough for the published sign would turn the same case's ebizzy AVIC row (1.93x"
+        " faster, same shorthand path) wrong instead"
+    ),
+    ("rome-180vcpu-apic-modes", "ipi_benchmark", "avic0_x2apic"): (
+        "published x2APIC broadcast 6 % slower than xAPIC; the 5.8 guest sends both as one shorthand ICR"
+        " write and KVM delivers both through the same kvm_irq_delivery_to_apic loop, so the model has"
+        " x2APIC ~1 % faster (one MMIO read exit fewer); no kernel mechanism for the published sign is known"
+    ),
+}
+
+
 def _expected_sign(row: dict[str, Any]) -> bool:
     """Whether the published effect is clear of the tolerance, so that its sign is a claim to keep."""
     if row["tolerance_kind"] == "factor":
@@ -355,9 +371,13 @@ def test_reduced_validation_keeps_every_published_sign(tmp_path: Path, cli: Any)
     assert all(r.missing == 0 and r.errors == 0 for r in runs)
     compared = got.filter(~pl.col("verdict").is_in([compare.BASELINE, compare.NOT_MODELLED, compare.NO_DATA]))
     # every modelled published condition has a reduced counterpart
-    assert compared.height == 12
+    assert compared.height == 16
     for row in compared.iter_rows(named=True):
         where = f"{row['case']} {row['series']} {row['condition']}: simulated ratio {row['simulated_ratio']:.3f}, published {row['published_ratio']:.3f}"
+        known = KNOWN_WRONG_SIGN.get((row["case"], row["series"], row["condition"]))
+        if known:  # a failure the model is known to have: it must show in the table as one
+            assert row["verdict"] == compare.FAIL, f"{where}: now passes? remove it from KNOWN_WRONG_SIGN"
+            continue
         if _expected_sign(row):
             assert np.sign(row["simulated_improvement"]) == np.sign(row["published_improvement"]), where
         else:  # published within the tolerance of no effect (boost-ready at 1 VM, clx ebizzy "no
