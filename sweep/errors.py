@@ -31,7 +31,10 @@ class UserError(Exception):
     exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[str] | str, what: str = "", hint: str = ""):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        given = [problems] if isinstance(problems, str) else list(problems)
+        # one line per problem, whatever the user typed: a key or value with a line break or a
+        # control character is shown escaped, so the paragraph keeps its shape
+        self.problems = [_one_line(p) for p in given]
         self.what = what
         self.hint = hint
         super().__init__(self.paragraph())
@@ -44,6 +47,13 @@ class UserError(Exception):
         else:
             text = f"{head}:\n  - " + "\n  - ".join(self.problems)
         return f"{text}\n  {self.hint}" if self.hint else text
+
+
+def _one_line(problem: str) -> str:
+    """``problem`` with line breaks and other non-printable characters escaped (``\\n``)."""
+    if problem.isprintable():
+        return problem
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in problem)
 
 
 class OutputError(UserError):

@@ -494,3 +494,12 @@ def test_fuzzed_yaml_text_is_data_or_one_yaml_error(text: str) -> None:
         yamlsafe.loads(text, "t")
     except yamlsafe.YamlError as err:
         assert str(err).startswith("t: ") and "\n" not in str(err)
+
+
+def test_a_key_with_a_line_break_is_reported_on_one_line(tmp_path: Path) -> None:
+    """Found by the fuzz test: a key typed with a newline must not split the error paragraph."""
+    path = _write(tmp_path, "tree", tiny_config())
+    with pytest.raises(ConfigError) as info:
+        config_mod.load(path, ["base.vm.\nvcpus=2", "\n=1"])
+    assert info.value.problems and all("\n" not in p for p in info.value.problems)
+    assert "\\n" in " ".join(info.value.problems)

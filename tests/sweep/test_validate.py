@@ -342,6 +342,18 @@ def test_readme_section_from_a_table_and_missing_sweeps(tmp_path: Path, cli: Any
 
 # Published effects the model gets with the wrong sign, and why (reported as failures in the table).
 KNOWN_WRONG_SIGN = {
+    ("rome-180vcpu-apic-modes", "ebizzy", "avic0_x2apic"): (
+        "same cause as the AVIC ebizzy row: x2APIC removes the xAPIC APIC_WRITE exits of the"
+        " shootdown IPIs, but the kernel-faithful ebizzy spends its time in page and lock work, so"
+        " records/s moves by ~1 % against the published 7.9x: an open failure of the model"
+    ),
+    ("rome-180vcpu-apic-modes", "ebizzy", "avic1_xapic"): (
+        "since ebizzy -M follows the kernel (mmap_sem for read, pcp/LRU batches, concurrent shootdowns)"
+        " a 1x ebizzy VM is bound by page and lock work, not by the IPI send path, so AVIC changes"
+        " records/s by < 1 % against the published 1.93x; the IPI-path figures fitted to this case"
+        " on the old ebizzy model (rome exit_apic_write_ns, accel_ipi_send_ns) no longer reproduce it:"
+        " an open failure of the model (absolute rate ~6x the published 9.4k records/s)"
+    ),
     ("rome-180vcpu-apic-modes", "ipi_benchmark", "avic1_xapic"): (
         "published AVIC broadcast 1.55x slower; the model's AVIC sends the shorthand in hardware"
         " (one backing-page line per destination) and has it ~2x faster; a per-destination cost"
