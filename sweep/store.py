@@ -367,10 +367,6 @@ def schema_json() -> dict[str, Any]:
 # -- layout and locking ---------------------------------------------------------------
 
 
-def is_sweep_output(output: Path) -> bool:
-    return (output / "manifest.json").exists() or (output / RUNS_DIR).exists()
-
-
 @contextlib.contextmanager
 def locked(output: Path) -> Iterator[None]:
     """Hold the output's write lock; refuse (RuntimeError) if another process holds it."""
@@ -384,15 +380,6 @@ def locked(output: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def remove_outputs(output: Path) -> None:
-    """Delete what a sweep wrote (for ``--restart``); leaves anything else alone."""
-    for name in (RUNS_DIR, EXITS_DIR, STAGING_DIR):
-        shutil.rmtree(output / name, ignore_errors=True)
-    for name in ("manifest.json", DESIGN_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (output / name).unlink()
 
 
 # -- commits ----------------------------------------------------------------------------
