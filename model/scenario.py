@@ -47,8 +47,9 @@ class _Frozen(BaseModel):
 
 
 ApicMode = Literal["xapic", "x2apic_phys", "x2apic_cluster"]
-WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit", "ipi_benchmark"]
-CorunnerKind = Literal["same", "hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench"]
+WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit", "ipi_benchmark",
+                       "pbzip2"]
+CorunnerKind = Literal["same", "hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "pbzip2"]
 
 
 class Topology(_Frozen):
@@ -159,6 +160,22 @@ class IpiBenchmark(_Frozen):
     ops: int = Field(100_000, ge=1)  # NTIMES of the module (bench_ipi loop count)
 
 
+class Pbzip2(_Frozen):
+    """pbzip2 1.1.x compressing one file: a reader, ``threads`` compressors, a writer (model.workloads.pbzip2)."""
+
+    threads: int | None = Field(None, ge=1, le=4096)  # pbzip2 -p; None: one per vCPU (its default)
+    block_bytes: int = Field(900_000, ge=100_000, le=900_000)  # -b9 / -9: 900 kB blocks (the default)
+    queue_blocks: int | None = Field(None, ge=1, le=4096)  # FIFO slots; None: one per compressor (assumed)
+    # input size for pbzip2_wall_s (assumed: the commit does not give it; the ratios do not depend on it)
+    input_bytes: float = Field(4e9, gt=0)
+    # None: derived, lzbench's published bzip2 -9 single-core speed scaled by clock (model.workloads.pbzip2)
+    compress_mb_per_s: float | None = Field(None, gt=0)
+    # assumed (no published per-call figure): futex(FUTEX_WAIT) entry to sleep, futex(FUTEX_WAKE) with a
+    # waiter (hash bucket, wake_up_q; the guest's try_to_wake_up is the model's); < 0.01 % of a block
+    futex_wait_ns: int = Field(1_200, ge=0)
+    futex_wake_ns: int = Field(1_500, ge=0)
+
+
 class Workload(_Frozen):
     """The measured VM's workload: ``kind`` selects, the blocks hold every kind's knobs."""
 
@@ -170,6 +187,7 @@ class Workload(_Frozen):
     lockbench: Lockbench = Lockbench()
     vmexit: Vmexit = Vmexit()
     ipi_benchmark: IpiBenchmark = IpiBenchmark()
+    pbzip2: Pbzip2 = Pbzip2()
 
 
 class Corunner(_Frozen):
