@@ -84,6 +84,9 @@ BZ_N_OVERSHOOT = 34
 BZ_FTAB_BYTES = 65_537 * 4
 # glibc mallopt(3): M_TOP_PAD default 128 * 1024 (heap_trim keeps this much of the top chunk).
 GLIBC_TOP_PAD = 128 * 1024
+# The compression of a block runs as this many ops, each crediting 1/PROGRESS_CHUNKS block to the
+# throughput count (time granularity of the metric only: user work between two chunks is contiguous).
+PROGRESS_CHUNKS = 32
 SYSCALL_NS = 100.0  # assumed: syscall entry + exit on Cascade Lake (no KPTI: not Meltdown-affected)
 
 
@@ -236,11 +239,12 @@ def _consumer(h, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, phase: fl
     """consumer(): take a block, compress it (BZ2 state malloc'd and freed), hand it to the writer."""
     space = vm.mm
     block = first
-    user_ns = max(work_ns - fault_user_ns, 0.0)
-    remaining = user_ns * phase  # the first block is part-way done (steady-state start)
+    chunk_ns = max(work_ns - fault_user_ns, 0.0) / PROGRESS_CHUNKS
+    left = int(round(phase * PROGRESS_CHUNKS))  # the first block is part-way done (steady-state start)
     while True:
-        if remaining > 0:
-            yield ("run", remaining, False)  # BWT sort, MTF/Huffman coding of the block
+        for _ in range(left):
+            yield ("run", chunk_ns, False)  # BWT sort, MTF/Huffman coding of the block
+            h.stats.add_work(vm.index, "block_progress", 1 / PROGRESS_CHUNKS)
         # BZ2_bzCompressEnd -> free(arr1, arr2, ftab) -> heap_trim -> shrink_heap -> MADV_DONTNEED
         yield from mm.madvise_dontneed(h, task, space, ptl, pages)
         yield ("return_to_user",)
@@ -256,7 +260,7 @@ def _consumer(h, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, phase: fl
         yield from _cond_signal(proc.not_full, knobs)
         # BZ2_bzCompressInit: the heap regrows; the sort's first pass faults arr1/arr2/ftab back in
         yield from mm.fault_in(h, task, space, pages)
-        remaining = user_ns
+        left = PROGRESS_CHUNKS
 
 
 def _writer(h, vm_index: int, task: Task, proc: Pbzip2, knobs):
@@ -271,4 +275,4 @@ def _writer(h, vm_index: int, task: Task, proc: Pbzip2, knobs):
         yield from _unlock(proc.out_mut, knobs)
         yield ("run", write_ns, True)  # write() of the compressed block into the page cache
         yield ("return_to_user",)
-        h.stats.add_work(vm_index, "blocks", 1)
+        h.stats.add_work(vm_index, "blocks_written", 1)
