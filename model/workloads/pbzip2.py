@@ -53,7 +53,7 @@ pbzip2's cap on buffered output blocks is not modelled either (the writer
 keeps up).
 
 Costs (every one named below with its source):
-- compression: ``compress_mb_per_s`` per core, derived from a published
+- compression: ``compress_speed_mb`` per core, derived from a published
   single-core bzip2 -9 figure scaled by clock (:data:`LZBENCH_BZIP2_9_MB_PER_S`);
   the page faults of the regrown heap are part of it (they are subtracted);
 - read()/write(): a syscall plus the copy at the profile's ``memcpy_gbps``
@@ -92,7 +92,7 @@ SYSCALL_NS = 100.0  # assumed: syscall entry + exit on Cascade Lake (no KPTI: no
 
 def compress_ns(h, knobs) -> float:
     """One block's BZ2_bzBuffToBuffCompress at full speed (derived, see the module docstring)."""
-    rate = knobs.compress_mb_per_s
+    rate = knobs.compress_speed_mb
     if rate is None:
         rate = LZBENCH_BZIP2_9_MB_PER_S * h.prof.tsc_ghz / LZBENCH_CPU_GHZ
     return knobs.block_bytes / (rate * 1e6) * 1e9
