@@ -286,7 +286,8 @@ ROME = replace(
 # AMD EPYC Genoa (Zen 4, EPYC 9654), adds x2AVIC (AVIC for x2APIC guests, 6.0).
 # No interrupt-path figure is published for this part (calibration.md): every
 # exit, delivery and AVIC figure is ROME's in nanoseconds -- derived, the
-# first to doubt.
+# first to doubt (the AVIC per-destination walk, _ROME_AVIC_DEST_NS, is the one
+# calibrated on ROME's 180-vCPU broadcast; Zen 4's AVIC may differ).
 GENOA = replace(
     ROME,
     name="genoa",
