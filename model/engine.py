@@ -47,6 +47,11 @@ class Engine:
         if entry is not None:
             entry[2] = None
 
+    @property
+    def scheduled(self) -> int:
+        """Events scheduled so far (heap pushes)."""
+        return self._seq.__reduce__()[1][0]
+
     def pending(self) -> list[Event]:
         """Live scheduled events, for inspection (invariant checks)."""
         return [entry for entry in self._heap if entry[2] is not None]
