@@ -138,7 +138,7 @@ def bench_scenario(data: dict, warmup_ms: float, duration_ms: float, seed: int) 
     eng = h.engine
     start(h)
     eng.run(int(warmup_ms * 1e6))
-    p0, s0 = eng.processed, eng.scheduled
+    p0, s0 = eng.processed, eng.pushes
     c0, w0 = time.process_time(), time.perf_counter()
     eng.run(int(duration_ms * 1e6))
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
@@ -146,7 +146,7 @@ def bench_scenario(data: dict, warmup_ms: float, duration_ms: float, seed: int) 
     processed = eng.processed - p0
     return {
         "events_per_sim_s": processed / sim_s,
-        "pushes_per_sim_s": (eng.scheduled - s0) / sim_s,
+        "pushes_per_sim_s": (eng.pushes - s0) / sim_s,
         "ns_per_event": cpu / processed * 1e9,
         "sim_s_per_cpu_s": sim_s / cpu,
         "sim_s_per_wall_s": sim_s / wall,
