@@ -123,7 +123,7 @@ class Engine:
 class Timer:
     """A re-armable event (see the module docstring for its ordering rule)."""
 
-    __slots__ = ("engine", "handler", "args", "deadline", "seq", "entry", "_due_cb")
+    __slots__ = ("_due_cb", "args", "deadline", "engine", "entry", "handler", "seq")
 
     def __init__(self, engine: Engine, handler: Callable[..., Any], args: tuple) -> None:
         self.engine = engine

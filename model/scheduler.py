@@ -155,7 +155,7 @@ def _arm_slice(h, p: Pcpu) -> None:
         return
     end = p.curr_start + slice_ns(nr)
     now = h.engine.now
-    timer.arm(end if end > now else now)
+    timer.arm(max(now, end))
 
 
 def _slice_expired(h, p: Pcpu) -> None:

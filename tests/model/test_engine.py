@@ -1,3 +1,6 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from model.engine import Engine
 
 
@@ -35,10 +38,6 @@ def test_scheduling_in_the_past_is_refused():
 
 
 # -- the re-armable timer -------------------------------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 
 def test_a_timer_moved_later_pushes_nothing_and_fires_once_at_its_latest_deadline():
     engine = Engine()
