@@ -113,7 +113,7 @@ def check_plan(conf: str, rows: int | None, workers: int, run_launch: bool) -> N
     assert found.cpu_s is not None and found.cpu_range_s is not None
     low, high = found.cpu_range_s
     print(
-        f"plan:     {found.total} points, {found.cpu_s:7.0f} CPU s (spread {low:.0f}-{high:.0f}) -> "
+        f"plan:     {found.total} points, {found.cpu_s:7.1f} CPU s (spread {low:.1f}-{high:.1f}) -> "
         f"{found.cpu_s / workers / 60:5.1f} min on {workers} workers; plan took {plan_wall:.0f} s "
         f"({len(found.timed)} points timed in {found.timing_s:.0f} s)"
     )
@@ -129,8 +129,8 @@ def check_plan(conf: str, rows: int | None, workers: int, run_launch: bool) -> N
         cpu += time.process_time() - before
     measured = cpu * len(all_rows) / len(picked) * config.replicates
     print(
-        f"measured: {len(picked)} of {len(all_rows)} rows x 1 replicate, {cpu:.0f} CPU s -> "
-        f"{measured:7.0f} CPU s in all -> {measured / workers / 60:5.1f} min on {workers} workers; "
+        f"measured: {len(picked)} of {len(all_rows)} rows x 1 replicate, {cpu:.1f} CPU s -> "
+        f"{measured:7.1f} CPU s in all -> {measured / workers / 60:5.1f} min on {workers} workers; "
         f"plan / measured = {found.cpu_s / measured:.2f}"
     )
     if run_launch:
