@@ -72,7 +72,7 @@ def plan(
             max=100,
             help="How many points to simulate to estimate the run time, one per cost stratum (0: none).",
         ),
-    ] = 6,
+    ] = 8,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="Workers assumed for the estimate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     simulator: Annotated[str, typer.Option(hidden=True)] = "model:simulate",
@@ -83,8 +83,8 @@ def plan(
     workload) partition, a few points spread over the design with their ids
     and seeds, the SALib problem (sobol, morris), and a run-time estimate from
     the CPU time of --time points simulated here, one per cost stratum (rows
-    cut by vm.vcpus x sim.duration_ms / overcommit within each partition), with
-    its spread.  One pass over the design: a 10^6-row grid
+    cut by vm.vcpus x sim.duration_ms / overcommit within each hardware,
+    workload and overcommit), with its spread.  One pass over the design: a 10^6-row grid
     takes seconds (designs above 20,000 rows have a sample of rows checked).
     """
     from sweep import config as config_mod
@@ -131,11 +131,16 @@ def print_plan(result: Plan) -> None:
 
 def print_estimate(out: Any, result: Plan) -> None:
     """The timed points (one per cost stratum) and the estimate with its spread and basis."""
-    out.print(f"timed {len(result.timed)} points, one per cost stratum (vCPU-ms run, CPU s here):")
+    from sweep.plan import CLASS_KEYS
+
+    out.print(
+        f"timed {len(result.timed)} points, one per cost stratum of each hardware/workload/overcommit "
+        "(vCPU-ms run, CPU s here):"
+    )
     for t in result.timed:
-        values = " ".join(f"{k}={v}" for k, v in t.values.items() if k not in ("hardware", "workload.kind"))
+        values = " ".join(f"{k}={v}" for k, v in t.values.items() if k not in CLASS_KEYS)
         line = (
-            f"  {t.partition[0]}/{t.partition[1]} #{t.design_index:<5} {t.work_ms:>9,.0f} vCPU-ms "
+            f"  {'/'.join(t.cost_class)} #{t.design_index:<5} {t.work_ms:>9,.0f} vCPU-ms "
             f"{t.cpu_s:7.2f} s  {values}"
         )
         out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -144,13 +149,14 @@ def print_estimate(out: Any, result: Plan) -> None:
     spread = (
         f" (spread {duration(low)}-{duration(high)})"
         if result.has_spread
-        else " (no spread: one timed point per partition; use --time to time more)"
+        else " (no spread: one timed point per hardware/workload/overcommit; use --time to time more)"
     )
     out.print(
         f"estimate: about [bold]{duration(result.estimate_s)}[/] on {result.cpus} workers{spread}, "
         f"{duration(result.cpu_s)} of CPU in all; from {len(result.timed)} points timed here in "
         f"{duration(result.timing_s)} (CPU time of one point per stratum, scaled by vm.vcpus x "
-        f"sim.duration_ms / overcommit); assumes a free core per worker, plus Ray's start-up and the report"
+        f"sim.duration_ms / overcommit); assumes a free core per worker, plus Ray's start-up and the report",
+        soft_wrap=True,
     )
 
 

@@ -12,21 +12,25 @@ How the estimate is made (a ratio estimator, stratified by cost):
    costs grows with it (events scale with running vCPUs and simulated time),
    but the cost per unit differs between workloads and VM shapes by 2-3x, so
    the proxy only orders and weights the rows; timed points set the scale.
-2. The rows of each (hardware, workload) partition are sorted by the proxy and
-   cut into strata of equal summed proxy (equal expected cost, so the costly
-   end, which dominates the total, gets as many strata as the cheap end).  The
-   ``timed`` points go to the partitions in proportion to their summed proxy,
-   at least one each while there are enough.
+2. The rows are grouped into cost classes, :data:`CLASS_KEYS` (hardware,
+   workload, overcommit: the cost per proxy unit changes most between them --
+   on ROME a hackbench vCPU-ms costs 2-3x more at overcommit 1 than at 2,
+   where the co-runners' context switches dominate).  Each class's rows are
+   sorted by the proxy and cut into strata of equal summed proxy (equal
+   expected cost, so the costly end, which dominates the total, gets as many
+   strata as the cheap end).  The ``timed`` points go to the classes in
+   proportion to their summed proxy, at least one each while there are enough.
 3. One point per stratum -- the row at the stratum's cost midpoint, replicate
    0 -- is simulated here and its **CPU time** measured
    (``time.process_time``: what the point costs a free core, whatever else
    runs on the machine).  A stratum costs its point's CPU seconds per proxy
    unit times its summed proxy, times the replicates.
 4. The spread: each stratum's low and high take the lowest and highest ratio
-   of itself and its neighbours in the same partition (how much the cost per
-   unit moves between neighbouring strata); a partition with no timed point
-   takes the median, lowest and highest ratio of all.  One timed point per
-   partition gives no spread (low = high), and the plan says so.
+   of itself and its neighbours in the same class (how much the cost per unit
+   moves between neighbouring strata); a class with no timed point takes the
+   median, lowest and highest ratio of its (hardware, workload) partition's
+   timed points, else of all.  One timed point per class gives no spread
+   (low = high), and the plan says so.
 
 The wall-time estimate is the CPU total over the workers (``run.num_cpus``,
 else the cores here): it assumes each worker has a free core, and leaves out
@@ -48,7 +52,8 @@ from sweep.config import ConfigError, SweepConfig
 from sweep.worker import load_simulator
 
 SAMPLE_POINTS = 5  # points shown
-TIMED_POINTS = 6  # points simulated to estimate the run time (one per stratum)
+TIMED_POINTS = 8  # points simulated to estimate the run time (one per stratum)
+CLASS_KEYS = ("hardware", "workload.kind", "overcommit")  # rows of one class share a cost ratio
 COST_ROWS = 2_000  # design rows given a cost proxy: all of a smaller design, spread over a larger one
 
 
@@ -67,8 +72,8 @@ def work_ms(flat: dict[str, Any]) -> float:
 class TimedPoint:
     """One stratum's timed point: where it lies, its proxy, what it cost here."""
 
-    partition: tuple[str, str]
-    stratum: int  # index within the partition, cheapest first
+    cost_class: tuple[str, ...]  # the row's CLASS_KEYS values
+    stratum: int  # index within the class, cheapest first
     design_index: int
     values: dict[str, Any]
     work_ms: float
@@ -83,9 +88,9 @@ class TimedPoint:
 
 @dataclass(frozen=True, slots=True)
 class Stratum:
-    """Rows of one partition between two cost quantiles, and their estimated CPU seconds."""
+    """Rows of one cost class between two cost quantiles, and their estimated CPU seconds."""
 
-    partition: tuple[str, str]
+    cost_class: tuple[str, ...]
     rows: float  # design rows it stands for (weighted when the cost rows are a sample)
     work_ms: float  # their summed proxy, one replicate
     cpu_s: float  # estimated CPU seconds, all replicates
@@ -129,9 +134,9 @@ class Plan:
 
     @property
     def has_spread(self) -> bool:
-        """Whether some partition had two or more timed strata (else low = high says nothing)."""
-        per_partition = Counter(t.partition for t in self.timed)
-        return any(n >= 2 for n in per_partition.values())
+        """Whether some cost class had two or more timed strata (else low = high says nothing)."""
+        per_class = Counter(t.cost_class for t in self.timed)
+        return any(n >= 2 for n in per_class.values())
 
     @property
     def mean_point_s(self) -> float | None:
@@ -173,8 +178,7 @@ class Plan:
             "timing_s": self.timing_s,
             "timed": [
                 {
-                    "hardware": t.partition[0],
-                    "workload": t.partition[1],
+                    "cost_class": dict(zip(CLASS_KEYS, t.cost_class, strict=True)),
                     "stratum": t.stratum,
                     "design_index": t.design_index,
                     "work_ms": t.work_ms,
@@ -260,13 +264,13 @@ def _cost_row(config: SweepConfig, row: points.Row) -> _CostRow:
     return _CostRow(row, point, work_ms(flat))
 
 
-def _partition(c: _CostRow) -> tuple[str, str]:
-    return str(c.point.flat["hardware"]), str(c.point.flat["workload.kind"])
+def _class(c: _CostRow) -> tuple[str, ...]:
+    return tuple(str(c.point.flat[k]) for k in CLASS_KEYS)
 
 
 def allocate(work: dict[tuple[str, str], float], timed: int) -> dict[tuple[str, str], int]:
-    """Timed points per partition: proportional to its summed proxy (largest remainder), at least
-    one each while ``timed`` allows, the costliest partitions first."""
+    """Timed points per class: proportional to its summed proxy (largest remainder), at least
+    one each while ``timed`` allows, the costliest classes first."""
     order = sorted(work, key=lambda p: (-work[p], p))
     if timed <= len(order):
         return {p: int(i < timed) for i, p in enumerate(order)}
@@ -320,51 +324,58 @@ def _estimate(
     simulate: Callable[..., Any],
     clock: Callable[[], float],
 ) -> list[Stratum]:
-    by_partition: dict[tuple[str, str], list[_CostRow]] = {}
+    by_class: dict[tuple[str, ...], list[_CostRow]] = {}
     for c in rows:
-        by_partition.setdefault(_partition(c), []).append(c)
-    for members in by_partition.values():
+        by_class.setdefault(_class(c), []).append(c)
+    for members in by_class.values():
         members.sort(key=lambda c: (c.work_ms, c.row.design_index))
-    work = {p: sum(c.work_ms for c in members) for p, members in by_partition.items()}
+    work = {k: sum(c.work_ms for c in members) for k, members in by_class.items()}
     counts = allocate(work, timed)
-    cuts: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
-    measured: dict[tuple[str, str], list[TimedPoint]] = {}
-    for p in sorted(by_partition):
-        members = by_partition[p]
-        cuts[p] = cut([c.work_ms for c in members], counts[p]) if counts[p] else [(0, len(members), -1)]
-        measured[p] = []
-        for k, (_, _, pick) in enumerate(cuts[p]):
-            if pick >= 0:
-                measured[p].append(_time(p, k, members[pick], simulate, clock))
-    ratios = [t.ratio for ts in measured.values() for t in ts]
-    pooled = (statistics.median(ratios), min(ratios), max(ratios))
+    cuts: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
+    measured: dict[tuple[str, ...], list[TimedPoint]] = {}
+    for k in sorted(by_class):
+        members = by_class[k]
+        cuts[k] = cut([c.work_ms for c in members], counts[k]) if counts[k] else [(0, len(members), -1)]
+        measured[k] = [
+            _time(k, i, members[pick], simulate, clock) for i, (_, _, pick) in enumerate(cuts[k]) if pick >= 0
+        ]
     strata = []
-    for p in sorted(by_partition):
-        members, ts = by_partition[p], measured[p]
-        for k, (start, stop, _) in enumerate(cuts[p]):
+    for k in sorted(by_class):
+        members, ts = by_class[k], measured[k]
+        for i, (start, stop, _) in enumerate(cuts[k]):
             units = sum(c.work_ms for c in members[start:stop])
             if ts:
-                near = [t.ratio for t in ts[max(0, k - 1) : k + 2]]
-                mid, low, high = ts[k].ratio, min(near), max(near)
+                near = [t.ratio for t in ts[max(0, i - 1) : i + 2]]
+                mid, low, high = ts[i].ratio, min(near), max(near)
             else:
-                mid, low, high = pooled
+                mid, low, high = _pooled(k, measured)
             scale = units * weight * replicates
             strata.append(
                 Stratum(
-                    p,
+                    k,
                     (stop - start) * weight,
                     units,
                     mid * scale,
                     low * scale,
                     high * scale,
-                    ts[k] if ts else None,
+                    ts[i] if ts else None,
                 )
             )
     return strata
 
 
+def _pooled(
+    untimed: tuple[str, ...], measured: dict[tuple[str, ...], list[TimedPoint]]
+) -> tuple[float, float, float]:
+    """Median, lowest and highest ratio for a class without a timed point: those of its (hardware,
+    workload) partition's timed points if any, else of all."""
+    same = [t.ratio for k, ts in measured.items() if k[:2] == untimed[:2] for t in ts]
+    ratios = same or [t.ratio for ts in measured.values() for t in ts]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def _time(
-    partition: tuple[str, str],
+    cost_class: tuple[str, ...],
     stratum: int,
     c: _CostRow,
     simulate: Callable[..., Any],
@@ -376,5 +387,5 @@ def _time(
     cpu = clock() - before
     values = dict(c.row.values)
     return TimedPoint(
-        partition, stratum, c.row.design_index, values, c.work_ms, cpu, time.perf_counter() - wall
+        cost_class, stratum, c.row.design_index, values, c.work_ms, cpu, time.perf_counter() - wall
     )

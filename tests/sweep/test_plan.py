@@ -105,7 +105,7 @@ def test_estimate_is_exact_when_cost_is_proportional_to_the_proxy(clock: FakeClo
     assert result.cpu_range_s == pytest.approx((result.cpu_s, result.cpu_s))  # equal ratios: no spread
     # the points are shared out before anything is timed, by the proxy alone: cpu-bound costs 5x per
     # unit here, but both partitions have the same rows, so they get 3 each
-    per = {w: sum(t.partition[1] == w for t in result.timed) for w in ("hackbench", "cpu-bound")}
+    per = {w: sum(t.cost_class[1] == w for t in result.timed) for w in ("hackbench", "cpu-bound")}
     assert per == {"hackbench": 3, "cpu-bound": 3}
 
 
@@ -116,7 +116,7 @@ def test_stratified_estimate_holds_when_cost_grows_faster_than_the_proxy(clock: 
     config = _config()
     clock.power = 2.0
     truth = _truth(config, clock)
-    result = plan_mod.plan(config, timed=6, simulator=FAKE, cpus=1, clock=clock)
+    result = plan_mod.plan(config, timed=12, simulator=FAKE, cpus=1, clock=clock)
     assert abs(result.cpu_s / truth - 1) < 0.05
     assert result.has_spread
     low, high = result.cpu_range_s
@@ -125,12 +125,22 @@ def test_stratified_estimate_holds_when_cost_grows_faster_than_the_proxy(clock: 
     assert max(t.work_ms for t in result.timed) == costliest
 
 
-def test_partitions_left_untimed_take_the_pooled_ratio(clock: FakeClock) -> None:
+def test_classes_left_untimed_take_their_partitions_ratio_else_all(clock: FakeClock) -> None:
     config = _config()
+    # two points for four classes (2 workloads x 2 overcommits): the costlier overcommit-1 classes
+    result = plan_mod.plan(config, timed=2, simulator=FAKE, cpus=1, clock=clock)
+    assert sorted(t.cost_class for t in result.timed) == [
+        ("cascadelake", "cpu-bound", "1.0"),
+        ("cascadelake", "hackbench", "1.0"),
+    ]
+    assert not result.has_spread
+    # each overcommit-2 class takes its own workload's ratio (5x apart here), so still exact
+    assert result.cpu_s == pytest.approx(_truth(config, clock), rel=1e-9)
+    clock.__init__()  # type: ignore[misc]
     clock.per_unit = {"hackbench": 1e-3, "cpu-bound": 1e-3}
     result = plan_mod.plan(config, timed=1, simulator=FAKE, cpus=1, clock=clock)
-    assert len(result.timed) == 1 and not result.has_spread
-    assert result.cpu_s == pytest.approx(_truth(config, clock), rel=1e-9)  # same ratio: still exact
+    assert len(result.timed) == 1  # the three other classes take that one ratio
+    assert result.cpu_s == pytest.approx(_truth(config, clock), rel=1e-9)
 
 
 def test_no_timing_gives_no_estimate(clock: FakeClock) -> None:
