@@ -470,6 +470,7 @@ def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
         return None
     task.runnable = True
     prev = task.vcpu
+    h.stats.count(prev, "guest_wakeups")
     tv = _select_vcpu(h, task)
     if tv is not prev:
         task.vruntime += tv.gmin_vruntime - prev.gmin_vruntime

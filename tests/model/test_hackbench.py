@@ -99,6 +99,12 @@ def test_polling_guests_need_fewer_wakeup_ipis_than_halting_ones():
     hlt = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, "vm.idle": "hlt"})
     poll = run(**{**SMALL_HB, "sim.duration_ms": 10, "sim.warmup_ms": 1, "vm.idle": "poll"})
     assert poll.metrics["ipis_per_s"] < 0.5 * hlt.metrics["ipis_per_s"]
+    # the schema's guest-scheduler counters: an idle=poll target never gets a RESCHEDULE IPI
+    assert poll.metrics["resched_ipis_per_s"] == 0
+    assert poll.metrics["wakeups_polling_no_ipi_per_s"] > 0
+    assert hlt.metrics["resched_ipis_per_s"] > 0 and hlt.metrics["wakeups_polling_no_ipi_per_s"] == 0
+    for m in (hlt.metrics, poll.metrics):
+        assert m["guest_wakeups_per_s"] >= m["resched_ipis_per_s"] + m["wakeups_polling_no_ipi_per_s"]
     assert not any(row.reason == "HLT" for row in poll.exits)
 
 
