@@ -43,6 +43,7 @@ class Frame:
     ple_at: int = -1  # SPIN: when the current PLE window runs out (-1: no PLE exit due)
     waiter: Any = None  # SPIN "qspin": the lock waiter (model.locks.Waiter) spinning here
     halted: bool = False  # PVWAIT: its HLT was executed; the next resume returns from pv_wait
+    batch: Any = None  # WORK: a run of syscalls as one frame (model.workloads.hackbench): told when it (re)starts and of TIF_NEED_RESCHED
 
 
 @dataclass(slots=True, eq=False)
