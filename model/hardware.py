@@ -35,6 +35,8 @@ class Profile:
     cache_hit_ns: float  # a line in this core's L2
     page_fault_ns: float  # anonymous page fault path without clear_page and its locks
     tlb_flush_ns: float  # one full TLB flush of an mm (flush_tlb_func: CR3 reload / INVPCID)
+    c2c_local_ns: float  # a locked RMW on a line modified in another core's cache, same socket (HITM)
+    c2c_remote_ns: float  # ... in a core of the other socket (cross-socket HITM)
     # -- host scheduler -----------------------------------------------------
     ctx_switch_ns: float  # host context switch between two threads
     host_wakeup_ns: float  # try_to_wake_up of a thread on another pCPU until it can run
@@ -135,6 +137,14 @@ SKYLAKE = Profile(
     # memcpy_gbps) is modelled apart (model/mm.py), leaving ~0.6 us.
     page_fault_ns=600.0,
     tlb_flush_ns=600.0,  # assumed: CR3 reload with PCID + refill of the hot entries
+    # published: Intel MLC v3.5 --c2c_latency on a 2-socket Xeon Platinum 8180 (Skylake-SP), FD.io CSIT
+    # report "Calibration Data - Skylake": local socket L2->L2 HITM 50.3 ns; remote socket HITM
+    # 108.6 ns with the line homed in the writer's socket, 170.8-173.2 ns homed in the reader's.
+    # A line bounced between the sockets is homed in the writer's socket for half the transfers:
+    # c2c_remote_ns is the mean, (108.6 + 172.0) / 2 (derived).  Check: the same MLC test on a
+    # Xeon Platinum 8269CY (Cascade Lake) reads 51.7 / 111.2 / 176.3 ns.
+    c2c_local_ns=50.3,
+    c2c_remote_ns=(108.6 + 172.0) / 2,
     ctx_switch_ns=2000.0,  # calibration.md: host context switch ~1-3 us
     host_wakeup_ns=1000.0,  # assumed: remote wake-up IPI + idle exit (block/wake 2493 ns per switch, idle-poll RFC 2017)
     vcpu_entry_ns=600.0,  # assumed: vcpu_load + VM entry; part of the 2493 ns block/wake switch
@@ -226,6 +236,11 @@ ROME = replace(
     memcpy_gbps=12.0,  # assumed
     pause_cycles=10.0,  # assumed
     cacheline_miss_ns=110.0,  # assumed: Zen 2 local DRAM latency, above Skylake-SP's (IO die hop)
+    # assumed (no published c2c figure found for Zen 2): a line modified in a core of another CCX
+    # goes through the IO die (as csd_per_target_ns below); the other socket adds a hop of ~100 ns,
+    # as Skylake-SP's remote HITM is ~90 ns above its local one.
+    c2c_local_ns=110.0,
+    c2c_remote_ns=110.0 + 100.0,
     cache_hit_ns=_cyc(12, _ROME_GHZ),  # published: Zen 2 L2 latency 12 cycles (AMD software optimization guide)
     exit_external_interrupt_ns=_cyc(2550, _ROME_GHZ),  # KVM_RUN round trip 2528-2576 cycles
     exit_msr_icr_ns=1400.0,  # assumed: VMCB MSR exit, slower than VMX (round trip 2550 cycles)
