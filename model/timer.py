@@ -11,7 +11,9 @@ Expiry by the vCPU's state:
   reschedule; AMD: the host hrtimer interrupts the guest (EXTERNAL_INTERRUPT);
 - halted: the host hrtimer wakes the thread (kvm_lapic_switch_to_sw_timer on
   block), polling: the poll ends;
-- in an exit or runnable: pending until the next entry.
+- in an exit, Intel: the preemption timer is loaded at the next VM entry and
+  exits at once (PREEMPTION_TIMER right after the entry); AMD, or runnable:
+  pending until the next entry.
 
 The guest tick is a TSC-deadline timer every 1/HZ that stops when the vCPU
 goes idle (NOHZ); its handler re-arms with another MSR 0x6e0 write, so a tick

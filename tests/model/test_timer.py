@@ -186,7 +186,7 @@ def test_slow_arming_exit_makes_the_adaptive_advance_oscillate(monkeypatch):
     # less and it expires during the exit and the preemption timer fires right after entry (late: grows)
     from model import timer
 
-    deltas, advances, v = _deltas_after_warmup(False, monkeypatch)
+    deltas, advances, _ = _deltas_after_warmup(False, monkeypatch)
     late = [d for d in deltas if d > 0]
     early = [d for d in deltas if d < 0]
     assert abs(len(late) - len(early)) <= 2
@@ -212,7 +212,7 @@ def test_slow_arming_exit_outlasts_the_advanced_expiry():
     # fastpath off, adaptive advance: the early expiry (deadline - advance) falls inside the long arming exit:
     # either it has already passed when the timer is programmed (injected in the write exit, no
     # PREEMPTION_TIMER exit) or the preemption timer, loaded with 0 at entry, exits at once
-    h, v = _advance_host(False, **{"costs.exit_cost_jitter": 0.15})
+    h, _ = _advance_host(False, **{"costs.exit_cost_jitter": 0.15})
     h.engine.run(3_000_000)
     c = h.stats.counters
     writes = h.stats.exits[("MSR_WRITE", "0x6e0")][0]
