@@ -239,6 +239,7 @@ def wait_to_deadline(h, v: Vcpu, check_ns: int, deadline_ns: int) -> int:
     delta_cycles = (check_ns - deadline_ns) * h.prof.tsc_ghz  # advance_expire_delta
     wait = min(max(0, deadline_ns - check_ns), advance) + h.prof.timer_advance_check_ns
     h.stats.count(v, "timer_advance_waits" if deadline_ns > check_ns else "timer_advance_late")
+    h.stats.count(v, "timer_advance_wait_ns", int(wait))
     if advance_dynamic(h) and LAPIC_TIMER_ADVANCE_ADJUST_MIN <= abs(delta_cycles) <= LAPIC_TIMER_ADVANCE_ADJUST_MAX:
         step = int(abs(delta_cycles) / h.prof.tsc_ghz) // LAPIC_TIMER_ADVANCE_ADJUST_STEP
         advance = advance - step if delta_cycles < 0 else advance + step
