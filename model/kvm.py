@@ -108,11 +108,15 @@ def reenter(h, v: Vcpu) -> None:
 
 
 def _entry_wait_done(h, v: Vcpu) -> None:
+    """The busy-wait ran with host interrupts off, after vcpu_enter_guest's request checks: a
+    reschedule that came meanwhile interrupts the guest as soon as it is entered."""
     v.exit_event = None
     if v.queued_exits:
         _start_chain(h, v, v.queued_exits.popleft())
         return
     enter_guest(h, v)
+    if v.state == GUEST and v.pcpu.need_resched:
+        on_resched(h, v)
 
 
 def enter_guest(h, v: Vcpu) -> None:
