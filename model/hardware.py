@@ -230,7 +230,9 @@ _ROME_GHZ = 2.25
 # while the write retires.  No AMD document gives the figure ("I think it depends on the
 # microarchitecture implementation of AVIC", Paolo Bonzini in that thread); fitted to its
 # ipi_benchmark broadcast avic1_xapic / avic0_xapic ratio (1.552), with every other figure
-# of that path fixed first, so that row's pass is not a validation.
+# of that path fixed first, so that row's pass is not a validation.  The walk is guest
+# execution at smt_speed there (the sender's sibling runs a polling vCPU): ~640 ns a
+# destination as simulated; the fit moves with smt_speed (assumed).
 _ROME_AVIC_DEST_NS = 397.0
 # calibrated: epyc-unicast-avic-vs-pv-send-ipi AVIC 1390 ns one-way = csd line (110) + the
 # AVIC write (_ROME_AVIC_DEST_NS) + doorbell until the guest takes it (this) + handler (280)
@@ -283,7 +285,7 @@ ROME = replace(
     # calibrated: epyc-unicast-avic-vs-pv-send-ipi, AVIC 1390 ns one-way = csd line (110) +
     # AVIC ICR write (accel_ipi_send_ns) + doorbell + guest handler (280)
     posted_delivery_ns=_ROME_POSTED_NS,
-    # derived: a unicast ICR write is one destination's work of AVIC_DEST_NS (below)
+    # derived: a unicast ICR write is one destination's work (_ROME_AVIC_DEST_NS, above)
     accel_ipi_send_ns=_ROME_AVIC_DEST_NS,
     avic_ipi_per_target_ns=_ROME_AVIC_DEST_NS,  # calibrated: see _ROME_AVIC_DEST_NS
     # assumed: a cache line in another CCX (Zen 2 cross-CCX / IO-die hop, ~110 ns)

@@ -47,8 +47,9 @@ class _Frozen(BaseModel):
 
 
 ApicMode = Literal["xapic", "x2apic_phys", "x2apic_cluster"]
-WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit", "ipi_benchmark"]
-CorunnerKind = Literal["same", "hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench"]
+WorkloadKind = Literal["hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "vmexit", "ipi_benchmark",
+                       "pbzip2"]
+CorunnerKind = Literal["same", "hackbench", "cyclictest", "cpu-bound", "ebizzy", "lockbench", "pbzip2"]
 
 
 class Topology(_Frozen):
@@ -161,6 +162,23 @@ class IpiBenchmark(_Frozen):
     ops: int = Field(100_000, ge=1)  # NTIMES of the module (bench_ipi loop count)
 
 
+class Pbzip2(_Frozen):
+    """pbzip2 1.1.x compressing one file: a reader, ``threads`` compressors, a writer (model.workloads.pbzip2).
+
+    ``compress_speed_mb`` None: derived, lzbench's published bzip2 -9 single-core 15 MB/s scaled by
+    clock to the profile.  ``input_bytes`` is assumed (the commit does not give it; the on/off ratio
+    does not depend on it).  The futex costs are assumed (no published per-call figure; each is
+    < 0.01 % of a block's compression)."""
+
+    threads: int | None = Field(None, ge=1, le=4096)  # pbzip2 -p compressor threads; None: one per vCPU
+    block_bytes: int = Field(900_000, ge=100_000, le=900_000)  # pbzip2 -b9 / -9 block size (the default)
+    queue_blocks: int | None = Field(None, ge=1, le=4096)  # FIFO slots; None: one per compressor (assumed)
+    input_bytes: float = Field(4e9, gt=0)  # size of the file compressed (for pbzip2_wall_s)
+    compress_speed_mb: float | None = Field(None, gt=0)  # bzip2 compression MB/s (10^6 B) of one core
+    futex_wait_ns: int = Field(1_200, ge=0)  # futex(FUTEX_WAIT): syscall, hash bucket, schedule out
+    futex_wake_ns: int = Field(1_500, ge=0)  # futex(FUTEX_WAKE) with a waiter: syscall, hash bucket, wake_up_q
+
+
 class Workload(_Frozen):
     """The measured VM's workload: ``kind`` selects, the blocks hold every kind's knobs."""
 
@@ -172,6 +190,7 @@ class Workload(_Frozen):
     lockbench: Lockbench = Lockbench()
     vmexit: Vmexit = Vmexit()
     ipi_benchmark: IpiBenchmark = IpiBenchmark()
+    pbzip2: Pbzip2 = Pbzip2()
 
 
 class Corunner(_Frozen):
