@@ -230,3 +230,59 @@ def test_the_busy_wait_is_the_advance_the_expiry_exit_did_not_use(advance):
         assert per_check == pytest.approx(advance - before_check, abs=2)
     else:
         assert 0 <= per_check < timer.LAPIC_TIMER_ADVANCE_ADJUST_MIN / P.tsc_ghz
+
+
+def test_slow_arming_exit_outlasts_the_advanced_expiry():
+    # fastpath off, adaptive advance: the early expiry (deadline - advance) falls inside the long arming exit:
+    # either it has already passed when the timer is programmed (injected in the write exit, no
+    # PREEMPTION_TIMER exit) or the preemption timer, loaded with 0 at entry, exits at once
+    h, _ = _advance_host(False, **{"costs.exit_cost_jitter": 0.15})
+    h.engine.run(3_000_000)
+    c = h.stats.counters
+    writes = h.stats.exits[("MSR_WRITE", "0x6e0")][0]
+    expiries = h.stats.exits[("PREEMPTION_TIMER", "")][0]
+    assert expiries < 0.8 * writes
+    assert c["timer_hv_expired_at_entry"] > 0.2 * expiries
+    assert c["timer_advance_late"] > 0
+
+
+def test_wait_to_deadline_follows_adjust_lapic_timer_advance():
+    from model import timer
+    from model.hardware import SKYLAKE as P
+
+    h, v = _advance_host(True)
+    g = P.tsc_ghz
+    check = 1_000_000
+    v.timer_advance_ns = 800
+    # early by 1000 ns: waits to the deadline (bounded by the advance), then advance -= 1000 / 8
+    wait = timer.wait_to_deadline(h, v, check, check + 600)
+    assert wait == int(600 + P.timer_advance_check_ns) and v.timer_advance_ns == 800 - 600 // 8
+    v.timer_advance_ns = 500
+    wait = timer.wait_to_deadline(h, v, check, check + 900)  # the wait is at most the advance
+    assert wait == int(500 + P.timer_advance_check_ns)
+    v.timer_advance_ns = 800
+    assert timer.wait_to_deadline(h, v, check, check - 400) == int(P.timer_advance_check_ns)  # late: no wait
+    assert v.timer_advance_ns == 800 + 400 // 8
+    v.timer_advance_ns = 800
+    timer.wait_to_deadline(h, v, check, check + int(90 / g))  # under 100 cycles: no adjustment
+    timer.wait_to_deadline(h, v, check, check - int(10_100 / g))  # over 10000 cycles: none either
+    assert v.timer_advance_ns == 800
+    v.timer_advance_ns = 4_990
+    timer.wait_to_deadline(h, v, check, check - 1_000)  # past LAPIC_TIMER_ADVANCE_NS_MAX: restart
+    assert v.timer_advance_ns == timer.LAPIC_TIMER_ADVANCE_NS_INIT
+    h2 = _host(**{**TSCD, "host.lapic_timer_advance_ns": 700})
+    v2 = h2.vms[0].vcpus[0]
+    v2.timer_advance_ns = 700
+    timer.wait_to_deadline(h2, v2, check, check - 1_000)  # a fixed advance is never tuned
+    assert v2.timer_advance_ns == 700
+
+
+def test_a_halted_vcpus_early_hrtimer_waits_to_the_deadline_at_entry():
+    # cyclictest with HLT idle and a large fixed advance: the hrtimer fires 3 us early, the wake-up and entry
+    # take less, and kvm_wait_lapic_expire holds the entry: the thread never wakes before its deadline
+    r = run(**{**SKX2, "workload.kind": "cyclictest", "vm.idle": "hlt", "vm.halt_poll_ns": 0,
+               "host.lapic_timer_advance_ns": 3000, "sim.duration_ms": 40, "sim.warmup_ms": 5})
+    assert r.metrics["timer_latency_min_us"] > 0
+    far = run(**{**SKX2, "workload.kind": "cyclictest", "vm.idle": "hlt", "vm.halt_poll_ns": 0,
+                 "host.lapic_timer_advance_ns": 0, "sim.duration_ms": 40, "sim.warmup_ms": 5})
+    assert r.metrics["timer_latency_avg_us"] < far.metrics["timer_latency_avg_us"] - 1.0
