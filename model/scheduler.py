@@ -141,18 +141,24 @@ def resched(h, p: Pcpu) -> None:
 
 
 def _arm_slice(h, p: Pcpu) -> None:
-    """Slice end as one event: check_preempt_tick()'s ideal_runtime rule."""
-    h.engine.cancel(p.slice_end)
-    p.slice_end = None
+    """Slice end as one re-armable timer: check_preempt_tick()'s ideal_runtime rule.
+
+    Re-armed on every enqueue, pick and switch (the deadline moves with
+    ``nr_running``), so it is an :class:`~model.engine.Timer`: moving it later
+    or cancelling it pushes nothing onto the event heap."""
+    timer = p.slice_end
+    if timer is None:
+        timer = p.slice_end = h.engine.timer(_slice_expired, h, p)
     nr = p.nr_running
     if p.curr is None or nr <= 1:
+        timer.cancel()
         return
     end = p.curr_start + slice_ns(nr)
-    p.slice_end = h.engine.at(max(end, h.engine.now), _slice_expired, h, p)
+    now = h.engine.now
+    timer.arm(max(now, end))
 
 
 def _slice_expired(h, p: Pcpu) -> None:
-    p.slice_end = None
     if p.rq:
         resched(h, p)
 

@@ -116,6 +116,7 @@ class Vcpu:
     frames: list = field(default_factory=list)
     seg_start: int = -1  # when the top frame started executing; -1 when not executing
     seg_event: Any = None
+    ple_timer: Any = None  # the PLE exit's re-armable Timer (model.spin), made on first use
     speed: float = 1.0
     exit_event: Any = None
     conts: deque = field(default_factory=deque)  # what the guest does once back from its exits
