@@ -134,6 +134,8 @@ class Vcpu:
     hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
     timer_event: Any = None  # workload hrtimer (cyclictest)
+    timer_advance_ns: int | None = None  # apic->lapic_timer.timer_advance_ns (None: not yet created)
+    expired_tscdeadline: int = -1  # apic->lapic_timer.expired_tscdeadline, ns (-1: none)
     # time accounting
     acct: list = field(default_factory=lambda: [0, 0, 0])
     acct_state: int = ACCT_RUNNABLE
