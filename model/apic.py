@@ -11,7 +11,10 @@ writes an IPI takes (:func:`guest_driver`):
   ``default_send_IPI_mask_sequence_phys``: one physical
   ``__default_send_IPI_dest_field`` per target.
 - x2APIC physical: one MSR 0x830 write per target (``x2apic_send_IPI``,
-  ``__x2apic_send_IPI_mask``).
+  ``__x2apic_send_IPI_mask``).  A KVM guest without interrupt remapping (no
+  vIOMMU) always runs this mode up to 5.x: ``try_to_enable_x2apic`` sets
+  ``x2apic_phys = 1`` when IR is missing ("without IR all CPUs can be addressed
+  by IOAPIC/MSI only in physical mode").
 - x2APIC cluster: unicast one logical write; a mask one write per cluster of
   up to 16 CPUs (``__x2apic_send_IPI_mask`` in x2apic_cluster.c).
 
@@ -50,6 +53,14 @@ not.
   A write with a destination not running takes one ``AVIC_INCOMPLETE_IPI``
   exit after it, which wakes every such target
   (``avic_incomplete_ipi_interception``, AVIC_IPI_FAILURE_TARGET_NOT_RUNNING).
+  A multi-destination write (shorthand, logical) is walked destination by
+  destination while it retires, ``avic_ipi_per_target_ns`` each; the walk is
+  guest execution, so an SMT sibling stretches it and the destinations'
+  deliveries with it.  KVM without AVIC delivers a shorthand in its slow loop
+  instead: ``kvm_irq_delivery_to_apic_fast`` refuses shorthands
+  (``kvm_apic_map_get_dest_lapic``: ``if (irq->shorthand) return false``), so
+  ``kvm_for_each_vcpu`` -> ``kvm_apic_match_dest`` -> ``kvm_apic_set_irq`` ->
+  ``kvm_vcpu_kick`` runs for every vCPU inside the ICR exit.
   In xAPIC mode IPIv leaves the ICR2 write before it exiting (an APIC-write
   VM exit for offset 310H); AVIC accepts it in the backing page.
 - The x2APIC IPI fastpath (1e9e2622a149): physical, single destination,
@@ -236,11 +247,14 @@ def send(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multicast: bo
     if any(p[2] is not None for p in phases):
         kvm.exit_chain(h, src, tuple(phases), cont)
         return
-    # no exit at all: the ICR writes are guest work; deliveries happen at their offsets
+    # no exit at all: the ICR writes are guest work (an SMT sibling slows them: the
+    # sender's current speed stretches the offsets as it stretches the frame, so no
+    # destination is reached before the write has got that far)
     t = 0.0
+    stretch = 1.0 / src.speed if src.speed > 0 else 1.0
     for _, ns, _, _, actions in phases:
         for fraction, fn, *args in actions or ():
-            h.engine.after(int(t + ns * fraction), fn, *args)
+            h.engine.after(int((t + ns * fraction) * stretch), fn, *args)
         t += ns
     src.frames.append(Frame(WORK, remaining=t, kernel=True, on_done=cont))
 

@@ -196,6 +196,13 @@ def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_
     elif kind == "ebizzy":
         m["records_per_s"] = w0["records"] / sim_s
         m["records_per_s_ci95_pct"] = _work_ci(st, "records")
+    elif kind == "pbzip2":
+        m["pbzip2_blocks_per_s"] = w0["block_progress"] / sim_s
+        pb = h.sc.workload.pbzip2
+        blocks = pb.input_bytes / pb.block_bytes
+        m["pbzip2_wall_s"] = blocks / m["pbzip2_blocks_per_s"] if m["pbzip2_blocks_per_s"] > 0 else math.inf
+        m["pbzip2_blocks_per_s_ci95_pct"] = _work_ci(st, "block_progress")
+        m["pbzip2_wall_s_ci95_pct"] = m["pbzip2_blocks_per_s_ci95_pct"]  # time = total / rate (delta method)
     elif kind == "lockbench":
         m["acquisitions_per_s"] = w0["acquisitions"] / sim_s
         m["lock_wait_p99_us"] = _pct(st.lock_waits, 99) / 1e3

@@ -49,6 +49,16 @@ METRICS: dict[str, Metric | str] = {
         "lower",
     ),
     "records_per_s": M("ebizzy records per second", "ebizzy output (records/s)", "higher"),
+    "pbzip2_blocks_per_s": M(
+        "pbzip2: blocks compressed per second (counted in 1/32 blocks as compression progresses)",
+        "pbzip2 -v: input size / block size / real time",
+        "higher",
+    ),
+    "pbzip2_wall_s": M(
+        "time pbzip2 needs to compress workload.pbzip2.input_bytes at that rate",
+        "time pbzip2 (real)",
+        "lower",
+    ),
     "acquisitions_per_s": M("lockbench lock acquisitions per second", "lockbench output", "higher"),
     "lock_wait_p99_us": M("lockbench: 99th percentile of the wait for the lock", "lockbench output", "lower"),
     "compute_s_per_s": M(
@@ -101,7 +111,8 @@ METRICS: dict[str, Metric | str] = {
     **{
         f"{m}_ci95_pct": M(f"within-run 95 % half-width of {m}, in % of it (batch means)", "", "lower")
         for m in ("messages_per_s", "hackbench_time_s", "records_per_s", "acquisitions_per_s", "compute_s_per_s",
-                  "vmexit_op_cycles", "timer_latency_avg_us", "ipi_benchmark_op_ns", "ipi_benchmark_oneway_ns")
+                  "vmexit_op_cycles", "timer_latency_avg_us", "ipi_benchmark_op_ns", "ipi_benchmark_oneway_ns",
+                  "pbzip2_blocks_per_s", "pbzip2_wall_s")
     },
     # interrupts
     "ipis_per_s": M("IPIs sent per second (one per destination vCPU)", "kvm_apic_ipi tracepoint"),

@@ -5,7 +5,7 @@
 ``h.stats.add_work(vm.index, name, amount)``.
 """
 
-from model.workloads import cpu_bound, cyclictest, ebizzy, hackbench, ipi_benchmark, lockbench, vmexit
+from model.workloads import cpu_bound, cyclictest, ebizzy, hackbench, ipi_benchmark, lockbench, pbzip2, vmexit
 
 BUILDERS = {
     "cpu-bound": cpu_bound.build,
@@ -15,6 +15,7 @@ BUILDERS = {
     "lockbench": lockbench.build,
     "vmexit": vmexit.build,
     "ipi_benchmark": ipi_benchmark.build,
+    "pbzip2": pbzip2.build,
 }
 
 

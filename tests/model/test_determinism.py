@@ -28,3 +28,14 @@ def test_floating_threads_with_newidle_balance_and_hints_are_deterministic():
     a, b = run(seed=5, **kw), run(seed=5, **kw)
     assert _same(a.metrics, b.metrics) and a.exits == b.exits
     assert a.metrics["records_per_s_ci95_pct"] == b.metrics["records_per_s_ci95_pct"]
+
+
+def test_pbzip2_with_boosts_and_floating_threads_is_deterministic():
+    kw = {"workload.kind": "pbzip2", "workload.pbzip2.compress_speed_mb": 400.0, "vm.vcpus": 8,
+          "pinning": "none", "overcommit": 2.0, "corunner.workload": "same", "features.pv_tlb_flush": False,
+          "sim.duration_ms": 30, "sim.warmup_ms": 5}
+    a, b = run(seed=4, **kw), run(seed=4, **kw)
+    assert _same(a.metrics, b.metrics) and a.exits == b.exits
+    assert a.metrics["pbzip2_blocks_per_s"] > 0
+    c = run(seed=5, **kw)
+    assert not _same(a.metrics, c.metrics)

@@ -93,3 +93,56 @@ def test_avic_broadcast_takes_no_sender_exit_to_running_targets():
     assert _ipis(r) > 100
     assert _exits(r, "APIC_WRITE") == 0
     assert _exits(r, "AVIC_INCOMPLETE_IPI") == 0
+
+
+# -- the broadcast shorthand on ROME: KVM's slow loop vs AVIC's walk over the destinations --------
+
+ROME_BC = {**BASE, "hardware": "rome", "workload.ipi_benchmark.mode": "broadcast", "vm.apic": "xapic",
+           "costs.exit_cost_jitter": 0.0, "sim.duration_ms": 4, "sim.warmup_ms": 1}
+
+
+def _rome_bc(vcpus: int, **kw):
+    return run(**{**ROME_BC, "vm.vcpus": vcpus, "topology.cores_per_socket": vcpus // 2, **kw})
+
+
+def test_shorthand_broadcast_without_avic_is_one_icr_write_that_kvm_delivers_target_by_target():
+    # kvm_irq_delivery_to_apic: the map fast path refuses a shorthand; the slow loop does
+    # kvm_apic_set_irq + kick per destination inside the sender's one ICR write exit
+    per = 3_000.0
+    small, large = (_rome_bc(n, **{"vm.avic": False, "costs.kvm_irq_delivery_ns": per}) for n in (8, 16))
+    for r, n in ((small, 8), (large, 16)):
+        calls = _exits(r, "APIC_WRITE", apic.APIC_ICR)
+        assert calls > 10
+        assert _exits(r, "APIC_READ", apic.APIC_ICR) == calls  # __xapic_wait_icr_idle
+        assert _exits(r, "APIC_WRITE", apic.APIC_ICR2) == 0  # __default_send_IPI_shortcut: no ICR2
+        assert _exits(r, "VMCALL") == 0  # PV send-IPI does not replace the shorthand
+        assert _ipis(r) == calls * (n - 1)
+        # no posted interrupts: every target takes an EXTERNAL_INTERRUPT exit (kvm_vcpu_kick's host IPI)
+        assert _exits(r, "EXTERNAL_INTERRUPT") >= 0.95 * _ipis(r)
+    grow = large.metrics["ipi_benchmark_op_ns"] - small.metrics["ipi_benchmark_op_ns"]
+    assert 8 * per <= grow < 8 * per + 8 * 2_000  # 8 more destinations in the loop (+ their csd lines)
+
+
+def test_avic_walks_a_shorthand_broadcast_destination_by_destination_without_an_exit():
+    per = 2_000.0
+    kw = {"vm.avic": True, "costs.avic_ipi_per_target_ns": per, "costs.accel_ipi_send_ns": per}
+    small, large = (_rome_bc(n, **kw) for n in (8, 16))
+    for r in (small, large):
+        assert _ipis(r) > 50
+        assert _exits(r, "APIC_WRITE") == _exits(r, "APIC_READ") == _exits(r, "AVIC_INCOMPLETE_IPI") == 0
+        # doorbells to loaded vCPUs: no exit on the targets (the guest tick's host hrtimer may exit once)
+        assert _exits(r, "EXTERNAL_INTERRUPT") <= 0.01 * _ipis(r)
+    grow = large.metrics["ipi_benchmark_op_ns"] - small.metrics["ipi_benchmark_op_ns"]
+    # 8 more destinations of the sender's one write; guest execution, which a busy SMT sibling slows
+    assert 8 * per <= grow <= 8 * per / 0.62 + 8 * 2_000
+
+
+def test_avic_destinations_are_reached_no_earlier_than_the_write_gets_to_them():
+    # vCPU 0's SMT sibling runs vCPU 8 (polling), which slows the sender's write to smt_speed;
+    # the walk reaches destination j at j/15 of the *stretched* write, so the mean one-way time
+    # is about half the call (reaching them at unstretched offsets would give about a third)
+    per = 2_000.0
+    r = _rome_bc(16, **{"vm.avic": True, "costs.avic_ipi_per_target_ns": per, "costs.accel_ipi_send_ns": per})
+    op, oneway = r.metrics["ipi_benchmark_op_ns"], r.metrics["ipi_benchmark_oneway_ns"]
+    assert op >= 15 * per / 0.62
+    assert 0.45 * op <= oneway < op

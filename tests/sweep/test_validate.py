@@ -350,20 +350,14 @@ KNOWN_WRONG_SIGN = {
     ("rome-180vcpu-apic-modes", "ebizzy", "avic1_xapic"): (
         "since ebizzy -M follows the kernel (mmap_sem for read, pcp/LRU batches, concurrent shootdowns)"
         " a 1x ebizzy VM is bound by page and lock work, not by the IPI send path, so AVIC changes"
-        " records/s by < 1 % against the published 1.93x; the IPI-path figures fitted to this case"
-        " on the old ebizzy model (rome exit_apic_write_ns, accel_ipi_send_ns) no longer reproduce it:"
+        " records/s by < 1 % against the published 1.93x (no IPI-path figure is fitted to this row):"
         " an open failure of the model (absolute rate ~6x the published 9.4k records/s)"
     ),
-    ("rome-180vcpu-apic-modes", "ipi_benchmark", "avic1_xapic"): (
-        "published AVIC broadcast 1.55x slower; the model's AVIC sends the shorthand in hardware"
-        " (one backing-page line per destination) and has it ~2x faster; a per-destination cost"
-        " large enough for the published sign would turn the same case's ebizzy AVIC row (1.93x"
-        " faster, same shorthand path) wrong instead"
-    ),
     ("rome-180vcpu-apic-modes", "ipi_benchmark", "avic0_x2apic"): (
-        "published x2APIC broadcast 6 % slower than xAPIC; the 5.8 guest sends both as one shorthand ICR"
-        " write and KVM delivers both through the same kvm_irq_delivery_to_apic loop, so the model has"
-        " x2APIC ~1 % faster (one MMIO read exit fewer); no kernel mechanism for the published sign is known"
+        "published x2APIC broadcast 6 % slower than xAPIC; the 5.8 guest (x2APIC physical: no IR) sends"
+        " both as one shorthand ICR write and KVM delivers both through the same kvm_irq_delivery_to_apic"
+        " loop, so the model has x2APIC ~1.5 % faster (one MMIO read exit fewer); no kernel mechanism"
+        " for the published sign is known"
     ),
 }
 
@@ -383,7 +377,7 @@ def test_reduced_validation_keeps_every_published_sign(tmp_path: Path, cli: Any)
     assert all(r.missing == 0 and r.errors == 0 for r in runs)
     compared = got.filter(~pl.col("verdict").is_in([compare.BASELINE, compare.NOT_MODELLED, compare.NO_DATA]))
     # every modelled published condition has a reduced counterpart
-    assert compared.height == 16
+    assert compared.height == 17
     for row in compared.iter_rows(named=True):
         where = f"{row['case']} {row['series']} {row['condition']}: simulated ratio {row['simulated_ratio']:.3f}, published {row['published_ratio']:.3f}"
         known = KNOWN_WRONG_SIGN.get((row["case"], row["series"], row["condition"]))
