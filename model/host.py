@@ -30,7 +30,7 @@ class Pcpu:
     pick_pending: bool = False  # an idle pCPU will pick after the wake-up IPI
     next_buddy: Any = None  # cfs_rq->next, set by yield_to
     skip_buddy: Any = None  # cfs_rq->skip, set by yield
-    slice_end: list | None = None  # event of the current thread's slice end
+    slice_end: Any = None  # the slice-end Timer (model.engine), made on first use
     curr_start: int = 0  # when curr was picked (for its slice)
     mode: int = IDLE
     since: int = 0

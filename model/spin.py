@@ -73,7 +73,10 @@ def _arm(h, v: Vcpu, f: Frame) -> None:
         stop = f.budget
     now = h.engine.now
     if f.ple_at >= 0 and f.ple_at - now < stop:
-        v.seg_event = h.engine.at(max(f.ple_at, now + 1), _ple_exit, h, v)
+        if v.ple_timer is None:  # a re-armable timer: most PLE exits are cancelled before they fire
+            v.ple_timer = h.engine.timer(_ple_exit, h, v)
+        v.ple_timer.arm(max(f.ple_at, now + 1))
+        v.seg_event = v.ple_timer
         return
     if stop != math.inf:
         v.seg_event = h.engine.after(max(1, math.ceil(stop)), _stop, h, v, f)

@@ -43,6 +43,7 @@ class Frame:
     ple_at: int = -1  # SPIN: when the current PLE window runs out (-1: no PLE exit due)
     waiter: Any = None  # SPIN "qspin": the lock waiter (model.locks.Waiter) spinning here
     halted: bool = False  # PVWAIT: its HLT was executed; the next resume returns from pv_wait
+    batch: Any = None  # WORK: a run of syscalls as one frame (model.workloads.hackbench): told when it (re)starts and of TIF_NEED_RESCHED
 
 
 @dataclass(slots=True, eq=False)
@@ -116,6 +117,7 @@ class Vcpu:
     frames: list = field(default_factory=list)
     seg_start: int = -1  # when the top frame started executing; -1 when not executing
     seg_event: Any = None
+    ple_timer: Any = None  # the PLE exit's re-armable Timer (model.spin), made on first use
     speed: float = 1.0
     exit_event: Any = None
     conts: deque = field(default_factory=deque)  # what the guest does once back from its exits
@@ -133,6 +135,8 @@ class Vcpu:
     hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
     timer_event: Any = None  # workload hrtimer (cyclictest)
+    timer_advance_ns: int | None = None  # apic->lapic_timer.timer_advance_ns (None: not yet created)
+    expired_tscdeadline: int = -1  # apic->lapic_timer.expired_tscdeadline, ns (-1: none)
     # time accounting
     acct: list = field(default_factory=lambda: [0, 0, 0])
     acct_state: int = ACCT_RUNNABLE

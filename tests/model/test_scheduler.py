@@ -97,7 +97,7 @@ def test_the_same_thread_picked_again_at_slice_end_is_no_context_switch():
     assert p.switches == switches and p.repicks == 1
     assert not me.preempted and not me.ready and not me.steal_preempted
     assert p.curr_start > start_slice  # set_next_entity(): a new slice starts
-    assert p.slice_end is not None and not p.need_resched
+    assert p.slice_end.armed and not p.need_resched
 
 
 def test_a_better_thread_at_slice_end_is_a_context_switch_with_the_flags_set():

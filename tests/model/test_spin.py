@@ -181,7 +181,7 @@ def test_a_spinner_re_deciding_keeps_its_ple_window():
     ple_at = f.ple_at
     assert ple_at > h.engine.now
     spin.respin(h, v, f)
-    assert f.ple_at == ple_at and v.seg_event[0] == ple_at  # the PLE exit is still due when it was
+    assert f.ple_at == ple_at and v.seg_event.deadline == ple_at  # the PLE exit is still due when it was
 
 
 @pytest.mark.parametrize("boost_queue_head", [False, True])
