@@ -5,7 +5,9 @@ An op either completes at once (the generator is resumed immediately), pushes
 a frame of work or spinning, or hands control to a mechanism module that
 resumes the task later through ``advance``:
 
-- ``("run", ns, kernel)``: execute ``ns`` of work at full speed.
+- ``("run", ns, kernel)``: execute ``ns`` of work at full speed; ``("run", ns, kernel, batch)``:
+  the same, for a batch of syscalls that is told when the frame (re)starts executing and
+  when TIF_NEED_RESCHED is set, so that it can end at a syscall boundary (model.workloads.hackbench).
 - ``("block",)``: sleep until another task calls :func:`wake_task`.
 - ``("wake", task)``: wake a task (a RESCHEDULE IPI when it must).
 - ``("return_to_user",)``: a syscall returns: schedule() if TIF_NEED_RESCHED is set.
@@ -97,6 +99,8 @@ def pause(h, v: Vcpu) -> None:
         f.budget -= now - start
     v.seg_event = None
     v.seg_start = -1
+    if f.batch is not None:
+        f.batch.paused(h)
 
 
 def _book_spin(v: Vcpu, f: Frame, ns: int) -> None:
@@ -118,6 +122,8 @@ def resume(h, v: Vcpu) -> None:
         v.seg_start = now
         sib = v.pcpu.sibling
         v.speed = h.prof.smt_speed if sib is not None and h.pcpus[sib].curr is not None else 1.0
+        if f.batch is not None:
+            f.batch.resumed(h, v, f)
         v.seg_event = h.engine.after(math.ceil(f.remaining / v.speed), _work_done, h, v, f)
     elif f.kind == SPIN:
         v.seg_start = now
@@ -269,6 +275,35 @@ def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
         resume(h, v)
 
 
+def shorten(h, v: Vcpu, f: Frame, drop_ns: float) -> None:
+    """Take ``drop_ns`` of work off frame ``f`` (a batch of syscalls ending earlier), re-timing it if it executes.
+
+    Unlike pause(), the frame's batch is not told: the caller is the batch."""
+    if v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST:
+        now = h.engine.now
+        h.engine.cancel(v.seg_event)
+        f.remaining = max(f.remaining - (now - v.seg_start) * v.speed - drop_ns, 0.0)
+        v.seg_start = now
+        v.seg_event = h.engine.after(math.ceil(f.remaining / v.speed), _work_done, h, v, f)
+    else:
+        f.remaining = max(f.remaining - drop_ns, 0.0)
+
+
+def executed_ns(h, v: Vcpu, f: Frame) -> float:
+    """Full-speed ns of frame ``f`` still to run, as of now (its booked remainder less the open segment)."""
+    rem = f.remaining
+    if v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST:
+        rem -= (h.engine.now - v.seg_start) * v.speed
+    return rem if rem > 0 else 0.0
+
+
+def _need_resched_set(h, v: Vcpu) -> None:
+    """TIF_NEED_RESCHED was just set on ``v``: a batch of syscalls ends at its next return to user mode."""
+    for f in v.frames:
+        if f.batch is not None:
+            f.batch.resched(h, f)
+
+
 def in_kernel(v: Vcpu) -> bool:
     """The guest's CPL when the vCPU was interrupted (preempted_in_kernel).
 
@@ -361,6 +396,7 @@ def tick_preempt(h, v: Vcpu) -> None:
         if task.vruntime - min(t.vruntime for t in v.gq) <= ideal:
             return
     v.guest_resched = True
+    _need_resched_set(h, v)
     top = v.frames[-1] if v.frames else None
     if top is not None and top.kind == SPIN and top.spin_kind == "rwsem":
         locks.spinner_need_resched(h, v, top)
@@ -421,6 +457,9 @@ def advance(h, task: Task, value=None) -> None:
         kind = op[0]
         if kind == "run":
             frame = Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task))
+            if len(op) > 3:  # a batch of syscalls (model.workloads.hackbench): it tracks its frame
+                frame.batch = op[3]
+                op[3].attach(h, v, frame)
             if not op[2] and v.guest_resched and v.gq:
                 _preempt(h, v, task, frame)  # return to user mode with need_resched set
             else:
@@ -470,6 +509,7 @@ def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
         return None
     task.runnable = True
     prev = task.vcpu
+    h.stats.count(prev, "guest_wakeups")
     tv = _select_vcpu(h, task)
     if tv is not prev:
         task.vruntime += tv.gmin_vruntime - prev.gmin_vruntime
@@ -488,8 +528,9 @@ def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
         # set_nr_if_polling); the activation there runs check_preempt_curr
         if tv.polling:
             return _resched_curr(h, tv, waker)
-        if preempt:
+        if preempt and not tv.guest_resched:
             tv.guest_resched = True
+            _need_resched_set(h, tv)
         h.stats.count(tv, "wakelist_ipis")
         return tv
     return _resched_curr(h, tv, waker) if preempt else None
@@ -506,6 +547,7 @@ def _resched_curr(h, tv: Vcpu, waker: Vcpu | None) -> Vcpu | None:
     if tv.guest_resched:
         return None  # test_tsk_need_resched(): already set, no second IPI
     tv.guest_resched = True
+    _need_resched_set(h, tv)
     if tv is waker:
         return None
     if tv.polling:

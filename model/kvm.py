@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from model import guest, locks, scheduler, spin
+from model import guest, locks, scheduler, spin, timer
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.host import POLL as M_POLL
@@ -99,7 +99,24 @@ def reenter(h, v: Vcpu) -> None:
     elif p.need_resched:
         preempt_out(h, v)
     else:
-        enter_guest(h, v)
+        wait = timer.entry_wait(h, v)  # kvm_wait_lapic_expire in vmx_vcpu_run / svm_vcpu_run
+        if wait > 0:
+            p.set_mode(M_EXIT, h.engine.now)
+            v.exit_event = h.engine.after(wait, _entry_wait_done, h, v)
+        else:
+            enter_guest(h, v)
+
+
+def _entry_wait_done(h, v: Vcpu) -> None:
+    """The busy-wait ran with host interrupts off, after vcpu_enter_guest's request checks: a
+    reschedule that came meanwhile interrupts the guest as soon as it is entered."""
+    v.exit_event = None
+    if v.queued_exits:
+        _start_chain(h, v, v.queued_exits.popleft())
+        return
+    enter_guest(h, v)
+    if v.state == GUEST and v.pcpu.need_resched:
+        on_resched(h, v)
 
 
 def enter_guest(h, v: Vcpu) -> None:

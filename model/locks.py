@@ -495,7 +495,7 @@ def up_write(h, task: Task, sem: RwSem) -> None:
 
 
 def _writer_spinning(sem: RwSem) -> bool:
-    return any(w for _, w in sem.spinners.values())
+    return bool(sem.spinners) and any(w for _, w in sem.spinners.values())
 
 
 def _spin(h, task: Task, sem: RwSem, wants_write: bool, budget: float) -> None:

@@ -43,6 +43,23 @@ Costs are derived from the hardware profile: page work costs the cache lines
 it touches, ``cacheline_miss_ns`` for a line another CPU touched last and
 ``cache_hit_ns`` for its own (the counts below); ``clear_page`` and the copy
 run at ``memcpy_gbps``.
+
+**The mmap_sem cache line** (:class:`SharedLine`).  ``mm->mmap_sem``'s count
+and owner share one cache line (``struct rw_semaphore``: count, owner, osq,
+wait_lock, wait_list: 40 bytes), and every reader updates it with a locked
+instruction: ``do_user_addr_fault`` -> ``down_read_trylock`` ->
+``__down_read_trylock`` (5.1+, ddb20d1d3aed: ``atomic_long_try_cmpxchg_acquire``
+starting from ``RWSEM_UNLOCKED_VALUE``, so with another reader inside the first
+cmpxchg fails and is retried with the value it read), ``rwsem_set_reader_owned``
+(a store to ``owner``), and ``up_read`` -> ``atomic_long_add_return_release``.
+A locked RMW needs the line exclusive: it waits for the RMWs queued before it
+and then pays one cache-to-cache transfer from the CPU that wrote it last
+(``c2c_local_ns`` within a socket, ``c2c_remote_ns`` across; ``cache_hit_ns``
+from its own core).  The line is a FIFO server: with 160 threads faulting,
+2 transfers per fault (the retry of a failed trylock is a third when others
+queue for the line, so the line has been handed on), this -- not the work
+of a fault -- bounds the VM's fault rate.  Reader-owned rwsems never sleep
+here; the atomics are the cost.
 """
 
 from __future__ import annotations
@@ -72,13 +89,83 @@ BUDDY_MISSES = 2  # __rmqueue_smallest / __free_one_page per page: the cold free
 ZAP_PTE_HITS = 3  # zap_pte_range per page: the pte, page_remove_rmap's _mapcount, the mmu_gather slot
 
 
+class SharedLine:
+    """One cache line written with locked instructions by many CPUs: a FIFO server of transfers.
+
+    ``rmw`` books locked RMWs requested now by a vCPU on its current pCPU:
+    each starts when the RMWs booked before it are done (the line is held
+    exclusive by one core at a time) and takes one transfer from the pCPU that
+    wrote the line last -- ``cache_hit_ns`` from the same core (itself or its
+    SMT sibling), ``c2c_local_ns`` from another core of the socket,
+    ``c2c_remote_ns`` from the other socket.  ``count`` > 1: the line is
+    handed to another core between them (a cmpxchg retried while others queue)
+    and comes back at the same cost.  It returns the stall: the time until the
+    last of them completes."""
+
+    __slots__ = ("busy_ns", "free_at", "last", "transfers")
+
+    def __init__(self) -> None:
+        self.free_at = 0.0  # when the RMWs booked so far are done
+        self.last = None  # the pCPU (host.Pcpu) that wrote the line last
+        self.transfers = 0  # RMWs that moved the line from another core
+        self.busy_ns = 0.0  # line time booked (for tests and utilisation)
+
+    def transfer_ns(self, prof, pcpu) -> float:
+        last = self.last
+        if last is None or last is pcpu or last.id == pcpu.sibling:
+            return prof.cache_hit_ns
+        return prof.c2c_local_ns if last.socket == pcpu.socket else prof.c2c_remote_ns
+
+    def busy(self, now: float) -> bool:
+        """RMWs are queued for the line or in flight: other CPUs wait for it."""
+        return self.free_at > now
+
+    def rmw(self, h, v, count: int = 1) -> float:
+        now = h.engine.now
+        prof = h.prof
+        pcpu = v.pcpu
+        cost = self.transfer_ns(prof, pcpu)
+        if cost != prof.cache_hit_ns:
+            self.transfers += count
+        t = max(float(now), self.free_at) + count * cost
+        self.busy_ns += count * cost
+        self.last = pcpu
+        self.free_at = t
+        return t - now
+
+
+def _stall_work(h, v, stall: float) -> float:
+    """Stall ns as guest work: a WORK frame runs at the SMT speed, a wait for a cache line does not."""
+    sib = v.pcpu.sibling
+    return stall * (h.prof.smt_speed if sib is not None and h.pcpus[sib].curr is not None else 1.0)
+
+
+def _down_read_trylock(h, v, mm: Mm) -> float:
+    """The line transfers of __down_read_trylock (5.1+): the stall, as guest work."""
+    line = mm.mmap_sem_line
+    # the first cmpxchg expects RWSEM_UNLOCKED_VALUE: it fails while another reader is inside
+    # and is retried at once; the retry needs the line again if others queue for it
+    retry_transfers = mm.mmap_sem.readers > 1 and line.busy(h.engine.now)
+    stall = line.rmw(h, v, 2 if retry_transfers else 1)
+    if not retry_transfers and mm.mmap_sem.readers > 1:
+        stall += h.prof.cache_hit_ns  # the retry finds the line still in this core
+    return _stall_work(h, v, stall)
+
+
+def _rwsem_rmw(h, v, mm: Mm) -> float:
+    """One locked RMW on the rwsem's line (__down_read's fetch_add, __up_read's add_return)."""
+    return _stall_work(h, v, mm.mmap_sem_line.rmw(h, v))
+
+
 class Mm:
     """The ebizzy process's address space and the guest's page allocator / LRU state."""
 
-    __slots__ = ("call_single_queue", "lru_lock", "mmap_sem", "pagevec", "pcp", "tlb_flush_pending", "zone_lock")
+    __slots__ = ("call_single_queue", "lru_lock", "mmap_sem", "mmap_sem_line", "pagevec", "pcp",
+                 "tlb_flush_pending", "zone_lock")
 
     def __init__(self, nr_cpus: int, rng: np.random.Generator) -> None:
         self.mmap_sem = locks.RwSem()
+        self.mmap_sem_line = SharedLine()  # mmap_sem's count + owner: one cache line
         self.zone_lock = locks.QSpinLock(irqsave=True)  # zone->lock: spin_lock under local_irq_save
         self.lru_lock = locks.QSpinLock(irqsave=True)  # pgdat->lru_lock (5.4-5.10) / lruvec lock (5.11+)
         # pages on each CPU's pcp list at time 0: unknown, so drawn over [0, high)
@@ -98,39 +185,49 @@ def _locked(h, task: Task, lock: locks.QSpinLock, misses: float, hits: float, co
 
 
 def fault_in(h, task: Task, mm: Mm, pages: int):
-    """memcpy() into the regrown heap: each destination page faults (do_anonymous_page)."""
+    """memcpy() into the regrown heap: each destination page faults (do_anonymous_page).
+
+    Per page: ``down_read_trylock`` (its line transfers), the fault (entry,
+    ``rmqueue_pcplist``, ``clear_page``, ``set_pte_at``, ``lru_cache_add``),
+    ``up_read`` (one transfer), then the user copy of the page; two ops per
+    page, since each RMW must be booked on the line when it is issued."""
     prof = h.prof
     clear_ns = PAGE_SIZE / prof.memcpy_gbps  # clear_page: bytes / (GB/s) = ns
     copy_ns = PAGE_SIZE / prof.memcpy_gbps  # the user copy of one page
-    left = pages
-    while left:
-        cpu = task.vcpu.index
+    sem = mm.mmap_sem
+    for _ in range(pages):
+        v = task.vcpu
+        cpu = v.index
+        yield ("call", locks.down_read, sem)  # do_user_addr_fault: mmap_sem for read
+        stall = _down_read_trylock(h, task.vcpu, mm)
         if mm.pcp[cpu] == 0:  # rmqueue_pcplist: list empty -> rmqueue_bulk(zone, 0, pcp->batch)
+            if stall:
+                yield ("run", stall, True)
+                stall = 0.0
             yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
+            cpu = task.vcpu.index
             mm.pcp[cpu] += PCP_BATCH
-        n = min(left, mm.pcp[cpu], PAGEVEC_SIZE - mm.pagevec[cpu])
-        mm.pcp[cpu] -= n
-        mm.pagevec[cpu] += n
-        left -= n
+        mm.pcp[cpu] -= 1
+        mm.pagevec[cpu] += 1
         drain = mm.pagevec[cpu] == PAGEVEC_SIZE
         if drain:
             mm.pagevec[cpu] = 0
-        yield ("call", locks.down_read, mm.mmap_sem)  # do_user_addr_fault: mmap_sem for read
-        yield ("run", n * (prof.page_fault_ns + clear_ns), True)
+        yield ("run", stall + prof.page_fault_ns + clear_ns, True)
         if drain:  # lru_cache_add: the pagevec is full -> __pagevec_lru_add
             yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, PAGEVEC_SIZE * LRU_PAGE_HITS,
-                                   "lru_lock_acquisitions")
-        yield ("call", locks.up_read, mm.mmap_sem)
-        yield ("run", n * copy_ns, False)
+                               "lru_lock_acquisitions")
+        yield ("call", locks.up_read, sem)
+        yield ("run", _rwsem_rmw(h, task.vcpu, mm) + copy_ns, False)
 
 
 def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
     yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
+    stall = _rwsem_rmw(h, task.vcpu, mm)  # __down_read: atomic_long_fetch_add_acquire
     yield from _lru_add_drain(h, task, mm)  # zap_page_range -> lru_add_drain
     mm.tlb_flush_pending += 1  # tlb_gather_mmu -> inc_tlb_flush_pending
     yield ("call", locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
-    yield ("run", pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
+    yield ("run", stall + pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
     yield ("call", locks.spin_unlock, ptl)
     # tlb_finish_mmu: a concurrent zapper of this mm forces fullmm + freed_tables (7a30df49f63a)
     freed_tables = mm.tlb_flush_pending > 1
@@ -157,6 +254,7 @@ def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
             yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
     mm.tlb_flush_pending -= 1  # tlb_finish_mmu -> dec_tlb_flush_pending
     yield ("call", locks.up_read, mm.mmap_sem)
+    yield ("run", _rwsem_rmw(h, task.vcpu, mm), True)  # __up_read: atomic_long_add_return_release
 
 
 def _lru_add_drain(h, task: Task, mm: Mm):

@@ -122,6 +122,31 @@ METRICS: dict[str, Metric | str] = {
         "lower",
     ),
     "ipi_latency_p99_us": M("IPI latency, 99th percentile", "as ipi_latency_p50_us", "lower"),
+    # guest scheduler (model.guest: try_to_wake_up, resched_curr, preemption)
+    "guest_wakeups_per_s": M(
+        "guest try_to_wake_up() calls that woke a sleeping task, per second",
+        "guest sched:sched_wakeup tracepoint; schedstat ttwu_count",
+    ),
+    "resched_ipis_per_s": M(
+        "guest RESCHEDULE IPIs sent (resched_curr to a remote vCPU that does not poll), per second",
+        "guest /proc/interrupts RES",
+    ),
+    "wakelist_ipis_per_s": M(
+        "guest wake-ups queued on a remote LLC's wake list with a call-function-single IPI, per second",
+        "guest /proc/interrupts CAL (ttwu_queue_wakelist -> send_call_function_single_ipi)",
+    ),
+    "wakeups_polling_no_ipi_per_s": M(
+        "guest wake-ups of a vCPU polling with TIF_POLLING_NRFLAG: no IPI sent, per second",
+        "set_nr_and_not_polling() / set_nr_if_polling() true (no kernel counter)",
+    ),
+    "guest_preemptions_per_s": M(
+        "guest task preemptions (return to user or tick with TIF_NEED_RESCHED), per second",
+        "guest sched:sched_switch with prev_state R; nr_involuntary_switches",
+    ),
+    "wakeup_preemptions_per_s": M(
+        "guest wake-ups whose check_preempt_wakeup() preempts the running task, per second",
+        "guest sched:sched_wakeup followed by sched_switch (no kernel counter)",
+    ),
     # exits
     "exits_per_s": M(
         "VM exits per second, all vCPUs of the VM", "kvm_exit tracepoint; kvm stat exits", "lower"

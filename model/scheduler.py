@@ -57,9 +57,9 @@ def update_curr(h, p: Pcpu) -> None:
         curr.vruntime += now - curr.exec_start
         curr.exec_start = now
     floor = curr.vruntime if curr is not None else None
-    if p.rq:
-        left = min(t.vruntime for t in p.rq)
-        floor = left if floor is None else min(floor, left)
+    for t in p.rq:  # the leftmost queued vruntime (a plain loop: this runs on every switch)
+        if floor is None or t.vruntime < floor:
+            floor = t.vruntime
     if floor is not None and floor > p.min_vruntime:
         p.min_vruntime = floor
 
@@ -167,13 +167,16 @@ def _choose(p: Pcpu, candidates: list[Vcpu]) -> Vcpu | None:
     """pick_next_entity()'s choice, without its side effects: leftmost, unless skip / next buddies say otherwise."""
     if not candidates:
         return None
-    ordered = sorted(candidates, key=_vruntime_key)
-    left = ordered[0]
+    # the leftmost and the second by (vruntime, gid), in one pass (gid is unique: a total order)
+    left = second = None
+    for t in candidates:
+        if left is None or (t.vruntime, t.gid) < (left.vruntime, left.gid):
+            left, second = t, left
+        elif second is None or (t.vruntime, t.gid) < (second.vruntime, second.gid):
+            second = t
     pick = left
-    if p.skip_buddy is left and len(ordered) > 1:
-        second = ordered[1]
-        if second.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
-            pick = second
+    if p.skip_buddy is left and second is not None and second.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
+        pick = second
     nb = p.next_buddy
     if nb is not None and nb in candidates and nb.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
         pick = nb

@@ -11,7 +11,9 @@ Expiry by the vCPU's state:
   reschedule; AMD: the host hrtimer interrupts the guest (EXTERNAL_INTERRUPT);
 - halted: the host hrtimer wakes the thread (kvm_lapic_switch_to_sw_timer on
   block), polling: the poll ends;
-- in an exit or runnable: pending until the next entry.
+- in an exit, Intel: the preemption timer is loaded at the next VM entry and
+  exits at once (PREEMPTION_TIMER right after the entry); AMD, or runnable:
+  pending until the next entry.
 
 The guest tick is a TSC-deadline timer every 1/HZ that stops when the vCPU
 goes idle (NOHZ); its handler re-arms with another MSR 0x6e0 write, so a tick
@@ -25,6 +27,20 @@ directly only with APICv; without it, it raises KVM_REQ_PENDING_TIMER, a
 pending request, so it never re-enters.  An exit that completes pays the way
 out of vcpu_enter_guest and back that the re-entry skips
 (``fastpath_exit_handled_extra_ns``).
+
+Timer advance (``host.lapic_timer_advance_ns``, 5.8 lapic.c): the timer is
+programmed ``timer_advance_ns`` early (vmx_set_hv_timer, start_sw_tscdeadline);
+a deadline closer than that expires at once, in the arming exit
+(start_hv_timer -> apic_timer_expired).  apic_timer_expired records
+``expired_tscdeadline``; on the next VM entry with the timer vector in IRR
+(kvm_wait_lapic_expire in vmx_vcpu_run, lapic_timer_int_injected) KVM
+busy-waits to the deadline (at most timer_advance_ns, __wait_lapic_expire) and,
+with -1 (adaptive), moves the advance by 1/8 of how early or late the check was
+(adjust_lapic_timer_advance: not for |delta| < 100 or > 10000 cycles; past
+5000 ns it restarts at 1000 ns).  The check sits ``timer_wait_entry_ns``
+before VM entry.  The VMX preemption timer is loaded at VM entry
+(vmx_update_hv_timer): one that expires while KVM is outside the guest exits
+as soon as the guest is entered.
 """
 
 from __future__ import annotations
@@ -34,9 +50,16 @@ from collections.abc import Callable
 from model import guest, kvm
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
-from model.vcpu import GUEST, HALTED, Irq, Vcpu
+from model.vcpu import EXIT, GUEST, HALTED, Irq, Vcpu
 
 TICK_WORK_NS = 1_500  # assumed: scheduler_tick + hrtimer bookkeeping in the guest per tick
+
+# arch/x86/kvm/lapic.c (5.8)
+LAPIC_TIMER_ADVANCE_ADJUST_MIN = 100  # clock cycles
+LAPIC_TIMER_ADVANCE_ADJUST_MAX = 10_000  # clock cycles
+LAPIC_TIMER_ADVANCE_NS_INIT = 1_000
+LAPIC_TIMER_ADVANCE_NS_MAX = 5_000
+LAPIC_TIMER_ADVANCE_ADJUST_STEP = 8  # step-by-step approximation to mitigate fluctuation
 
 
 def hw_timer(h) -> bool:
@@ -77,18 +100,48 @@ def fastpath_reenters(h, v: Vcpu, expired: bool) -> bool:
     return not exit_request(h, v)
 
 
-def arm_phase(h, v: Vcpu, expired: bool) -> tuple:
-    """The MSR 0x6e0 write exit (handle_fastpath_set_tscdeadline on the fastpath)."""
+def advance_dynamic(h) -> bool:
+    """lapic_timer_advance_dynamic: kvm.lapic_timer_advance_ns = -1."""
+    return h.sc.host.lapic_timer_advance_ns == -1
+
+
+def advance_ns(h, v: Vcpu) -> int:
+    """apic->lapic_timer.timer_advance_ns, set by kvm_create_lapic (-1: LAPIC_TIMER_ADVANCE_NS_INIT)."""
+    if v.timer_advance_ns is None:
+        param = h.sc.host.lapic_timer_advance_ns
+        v.timer_advance_ns = LAPIC_TIMER_ADVANCE_NS_INIT if param == -1 else param
+    return v.timer_advance_ns
+
+
+def _arm_fraction(h, fast: bool) -> float:
+    """How far into the MSR 0x6e0 exit the timer is programmed (kvm_set_lapic_tscdeadline_msr).
+
+    Derived: the MSR-write handler programs the timer where the ICR handler of the same exit
+    sends its IPI (icr_send / exit_msr_icr, slow path or fastpath)."""
     prof = h.prof
-    if not (hw_timer(h) and h.sc.features.timer_fastpath):
-        return (M_EXIT, prof.exit_msr_tscdeadline_ns, "MSR_WRITE", "0x6e0")
-    cost = prof.exit_msr_tscdeadline_fast_ns
-    if not fastpath_reenters(h, v, expired):
-        h.stats.count(v, "timer_fastpath_exit_handled")
-        cost += prof.fastpath_exit_handled_extra_ns
-    else:
-        h.stats.count(v, "timer_fastpath_reentries")
-    return (M_EXIT, cost, "MSR_WRITE", "0x6e0")
+    if fast:
+        return prof.icr_send_fast_ns / prof.exit_msr_icr_fast_ns
+    return prof.icr_send_slow_ns / prof.exit_msr_icr_ns
+
+
+def arm_phase(h, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
+    """The MSR 0x6e0 write exit (handle_fastpath_set_tscdeadline on the fastpath) and whether the
+    deadline, less the advance, has passed when the timer is programmed (start_hv_timer /
+    start_sw_tscdeadline -> apic_timer_expired in the exit)."""
+    prof = h.prof
+    fast = hw_timer(h) and h.sc.features.timer_fastpath
+    mean = prof.exit_msr_tscdeadline_fast_ns if fast else prof.exit_msr_tscdeadline_ns
+    ns = kvm.exit_cost(h, v, mean)
+    programmed = h.engine.now + int(ns * _arm_fraction(h, fast))
+    expired = deadline_ns - advance_ns(h, v) <= programmed
+    if fast:
+        if not fastpath_reenters(h, v, expired):
+            h.stats.count(v, "timer_fastpath_exit_handled")
+            ns += int(prof.fastpath_exit_handled_extra_ns)
+        else:
+            h.stats.count(v, "timer_fastpath_reentries")
+    h.stats.record_exit(v, "MSR_WRITE", "0x6e0", ns)
+    return (M_EXIT, ns, None, ""), expired  # recorded here: reason None keeps its cost exact
 
 
 def arm_cost(h) -> float:
@@ -122,34 +175,91 @@ def arm(h, v: Vcpu, deadline_ns: int, on_handled: Callable[[], None], cont) -> N
     """The guest writes TSC_DEADLINE: an exit, then the timer fires at ``deadline_ns``.
 
     ``on_handled`` runs when the guest's timer handler has run; ``cont`` when
-    the arming write returns.  A deadline already past fires on re-entry.
+    the arming write returns.  The timer is programmed ``timer_advance_ns``
+    early; a deadline already that close expires in the arming exit and is
+    injected on its re-entry (after the wait to the deadline).
     """
     h.engine.cancel(v.timer_event)
     irq = Irq("timer", h.prof.guest_irq_ns, on_handled)
-    expired = deadline_ns <= h.engine.now
-    phase = arm_phase(h, v, expired)
+    phase, expired = arm_phase(h, v, deadline_ns)
     if expired:
         v.timer_event = None
+        v.expired_tscdeadline = deadline_ns  # apic_timer_expired
         v.irr.append(irq)
     else:
-        v.timer_event = h.engine.at(deadline_ns, _expire, h, v, irq)
+        v.timer_event = h.engine.at(deadline_ns - advance_ns(h, v), _expire, h, v, irq, deadline_ns)
     kvm.exit_chain(h, v, (phase,), cont)
 
 
-def _expire(h, v: Vcpu, irq: Irq) -> None:
+def _expire(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
     v.timer_event = None
-    fire(h, v, irq)
+    fire(h, v, irq, deadline_ns)
 
 
-def fire(h, v: Vcpu, irq: Irq) -> None:
-    """A guest timer expires now."""
+def fire(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+    """A guest timer programmed for ``deadline_ns`` (less the advance) expires now."""
     if v.state == GUEST:
+        v.expired_tscdeadline = deadline_ns
         v.irr.append(irq)
         kvm.exit_chain(h, v, (expiry_phase(h, v),))
     elif v.state == HALTED:
-        h.engine.after(int(h.prof.hrtimer_irq_ns), kvm.put_irq, h, v, irq)
+        h.engine.after(int(h.prof.hrtimer_irq_ns), _sw_expired, h, v, irq, deadline_ns)
+    elif v.state == EXIT and hw_timer(h) and not v.halt_requested:
+        # the preemption timer runs in guest mode only: loaded at entry with 0, it exits at once
+        v.conts.appendleft(lambda: _hv_expired_at_entry(h, v, irq, deadline_ns))
     else:
+        v.expired_tscdeadline = deadline_ns
         kvm.put_irq(h, v, irq)
+
+
+def _sw_expired(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+    """apic_timer_fn: the host hrtimer of a blocked vCPU (kvm_lapic_switch_to_sw_timer) fired."""
+    v.expired_tscdeadline = deadline_ns
+    kvm.put_irq(h, v, irq)
+
+
+def _hv_expired_at_entry(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+    v.expired_tscdeadline = deadline_ns
+    v.irr.append(irq)
+    h.stats.count(v, "timer_hv_expired_at_entry")
+    kvm.exit_chain(h, v, (expiry_phase(h, v),))
+
+
+def _timer_irq_pending(v: Vcpu) -> bool:
+    """lapic_timer_int_injected(): the timer vector is in IRR (APICv) / ISR."""
+    return any(irq.kind in ("timer", "tick") for irq in v.irr)
+
+
+def wait_to_deadline(h, v: Vcpu, check_ns: int, deadline_ns: int) -> int:
+    """__kvm_wait_lapic_expire at ``check_ns``: the busy-wait to the deadline, bounded by the
+    advance (__wait_lapic_expire), then adjust_lapic_timer_advance when adaptive."""
+    advance = advance_ns(h, v)
+    if advance <= 0:
+        return 0
+    delta_cycles = (check_ns - deadline_ns) * h.prof.tsc_ghz  # advance_expire_delta
+    wait = min(max(0, deadline_ns - check_ns), advance) + h.prof.timer_advance_check_ns
+    h.stats.count(v, "timer_advance_waits" if deadline_ns > check_ns else "timer_advance_late")
+    h.stats.count(v, "timer_advance_wait_ns", int(wait))
+    if advance_dynamic(h) and LAPIC_TIMER_ADVANCE_ADJUST_MIN <= abs(delta_cycles) <= LAPIC_TIMER_ADVANCE_ADJUST_MAX:
+        step = int(abs(delta_cycles) / h.prof.tsc_ghz) // LAPIC_TIMER_ADVANCE_ADJUST_STEP
+        advance = advance - step if delta_cycles < 0 else advance + step
+        if advance > LAPIC_TIMER_ADVANCE_NS_MAX:
+            advance = LAPIC_TIMER_ADVANCE_NS_INIT
+        v.timer_advance_ns = max(0, advance)
+    return int(wait)
+
+
+def entry_wait(h, v: Vcpu) -> int:
+    """kvm_wait_lapic_expire() before VM entry (vmx_vcpu_run / svm_vcpu_run): ns to busy-wait.
+
+    Called at the end of the exit; the check itself is ``timer_wait_entry_ns``
+    before the entry."""
+    if v.expired_tscdeadline < 0 or not _timer_irq_pending(v):
+        return 0
+    deadline = v.expired_tscdeadline
+    v.expired_tscdeadline = -1
+    check = h.engine.now - int(h.prof.timer_wait_entry_ns)
+    return wait_to_deadline(h, v, check, deadline)
 
 
 # -- the guest tick -----------------------------------------------------------------
@@ -159,35 +269,53 @@ def tick_start(h, v: Vcpu) -> None:
     """The vCPU leaves idle: restart its tick at the next jiffy boundary.
 
     tick_nohz_idle_exit() re-arms the sched tick on the jiffy grid, not one
-    period after the wake-up; each vCPU's grid has its own phase."""
+    period after the wake-up; each vCPU's grid has its own phase.  The timer
+    is programmed ``timer_advance_ns`` before the jiffy (vmx_set_hv_timer)."""
     if v.tick_event is None:
         period = h.tick_ns
         phase = v.gid * period // max(len(h.vcpus), 1)
         now = h.engine.now
-        v.tick_event = h.engine.at(((now - phase) // period + 1) * period + phase, _tick, h, v)
+        deadline = ((now - phase) // period + 1) * period + phase
+        _schedule_tick(h, v, deadline)
 
 
-def _tick(h, v: Vcpu) -> None:
+def _schedule_tick(h, v: Vcpu, deadline: int) -> None:
+    v.tick_event = h.engine.at(max(h.engine.now, deadline - advance_ns(h, v)), _tick, h, v, deadline)
+
+
+def _tick(h, v: Vcpu, deadline: int) -> None:
     v.tick_event = None
     if v.gcurr is None:
         return  # NOHZ idle: the tick is stopped
     if v.state == GUEST and not v.frames[-1].handler and not v.irqs_off:
-        # expiry exit + tick handler + re-arming write, back to back
+        # expiry exit (+ the wait to the deadline) + tick handler + re-arming write, back to back
         handler_ns = h.prof.guest_irq_ns + TICK_WORK_NS
         kvm.exit_chain(
             h,
             v,
-            (expiry_phase(h, v), (M_GUEST, handler_ns, None, ""), (M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0")),
+            (_expiry_exit_to_deadline(h, v, deadline), (M_GUEST, handler_ns, None, ""),
+             (M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0")),
             lambda: guest.tick_preempt(h, v),
         )
-        v.tick_event = h.engine.after(h.tick_ns, _tick, h, v)
+        _schedule_tick(h, v, deadline + h.tick_ns)
         return
     irq = Irq("tick", h.prof.guest_irq_ns + TICK_WORK_NS, lambda: (_rearm(h, v), guest.tick_preempt(h, v)))
-    fire(h, v, irq)
+    fire(h, v, irq, deadline)
+
+
+def _expiry_exit_to_deadline(h, v: Vcpu, deadline: int) -> tuple:
+    """The expiry exit of a chain whose handler follows it: its cost, then kvm_wait_lapic_expire's
+    busy-wait at its end (the vector is in IRR), recorded as one exit."""
+    _, mean, reason, detail = expiry_phase(h, v)
+    ns = kvm.exit_cost(h, v, mean)
+    check = h.engine.now + ns - int(h.prof.timer_wait_entry_ns)
+    ns += wait_to_deadline(h, v, check, deadline)
+    h.stats.record_exit(v, reason, detail, ns)
+    return (M_EXIT, ns, None, "")
 
 
 def _rearm(h, v: Vcpu) -> None:
     """The tick handler ran late (the vCPU was away): re-arm with an MSR write."""
     if v.gcurr is not None and v.tick_event is None:
-        v.tick_event = h.engine.after(h.tick_ns, _tick, h, v)
+        _schedule_tick(h, v, h.engine.now + h.tick_ns)
         kvm.simple_exit(h, v, "MSR_WRITE", arm_cost(h), "0x6e0")

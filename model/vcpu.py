@@ -43,6 +43,7 @@ class Frame:
     ple_at: int = -1  # SPIN: when the current PLE window runs out (-1: no PLE exit due)
     waiter: Any = None  # SPIN "qspin": the lock waiter (model.locks.Waiter) spinning here
     halted: bool = False  # PVWAIT: its HLT was executed; the next resume returns from pv_wait
+    batch: Any = None  # WORK: a run of syscalls as one frame (model.workloads.hackbench): told when it (re)starts and of TIF_NEED_RESCHED
 
 
 @dataclass(slots=True, eq=False)
@@ -134,6 +135,8 @@ class Vcpu:
     hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
     timer_event: Any = None  # workload hrtimer (cyclictest)
+    timer_advance_ns: int | None = None  # apic->lapic_timer.timer_advance_ns (None: not yet created)
+    expired_tscdeadline: int = -1  # apic->lapic_timer.expired_tscdeadline, ns (-1: none)
     # time accounting
     acct: list = field(default_factory=lambda: [0, 0, 0])
     acct_state: int = ACCT_RUNNABLE
