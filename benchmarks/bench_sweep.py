@@ -1,6 +1,15 @@
 """Sweep runner cost: overhead against a plain simulate loop, and the speed-up from 1 to 2 workers.
 
     python benchmarks/bench_sweep.py [--repeats 5] [--duration-ms 100] [--replicates 6] [--workers 2]
+    python benchmarks/bench_sweep.py --plan conf/rome.yaml [--rows N] [--workers 2] [--launch]
+
+``--plan CONF`` checks ``sweep plan``'s estimate instead (see :func:`check_plan`):
+it runs the plan (its own time, estimate and spread), then measures the CPU
+time of ``--rows`` design rows (replicate 0; default all of them, one
+replicate of the sweep; a number N times N rows spread evenly over the design
+order) and scales it to every point.  ``--launch`` then also runs ``sweep
+launch CONF --num-cpus WORKERS`` end to end into a temp dir and times it (run
+it on a quiet machine: it uses WORKERS cores).  Prints the commit measured.
 
 The same 72 points (by default) run three ways, each ``--repeats`` times:
 
@@ -80,13 +89,77 @@ def time_runner(config: config_mod.SweepConfig) -> float:
     return result.summary.elapsed_s
 
 
+def check_plan(conf: str, rows: int | None, workers: int, run_launch: bool) -> None:
+    """``sweep plan``'s estimate against the measured CPU time of the sweep's rows (and a launch)."""
+    import subprocess
+    import sys
+
+    from sweep import plan as plan_mod
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=False
+    )
+    config = config_mod.load(Path(conf))
+    print(
+        f"{conf} at commit {commit.strip()}{' (modified)' if dirty.stdout.strip() else ''}, "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; estimates for {workers} workers"
+    )
+    start = time.perf_counter()
+    found = plan_mod.plan(config, sample=0, cpus=workers)
+    plan_wall = time.perf_counter() - start
+    assert found.cpu_s is not None and found.cpu_range_s is not None
+    low, high = found.cpu_range_s
+    print(
+        f"plan:     {found.total} points, {found.cpu_s:7.1f} CPU s (spread {low:.1f}-{high:.1f}) -> "
+        f"{found.cpu_s / workers / 60:5.1f} min on {workers} workers; plan took {plan_wall:.0f} s "
+        f"({len(found.timed)} points timed in {found.timing_s:.0f} s)"
+    )
+    all_rows = list(points.design_rows(config))
+    picked = all_rows if rows is None else [all_rows[i] for i in points._spread(len(all_rows), rows)]
+    simulate = load_simulator("model:simulate")
+    cpu = 0.0
+    for row in picked:
+        scenario = points.build_scenario(config.base, row.values)
+        seed = points.derive_seed(config.seed, 0, scenario.flat())
+        before = time.process_time()
+        simulate(scenario, seed)
+        cpu += time.process_time() - before
+    measured = cpu * len(all_rows) / len(picked) * config.replicates
+    print(
+        f"measured: {len(picked)} of {len(all_rows)} rows x 1 replicate, {cpu:.1f} CPU s -> "
+        f"{measured:7.1f} CPU s in all -> {measured / workers / 60:5.1f} min on {workers} workers; "
+        f"plan / measured = {found.cpu_s / measured:.2f}"
+    )
+    if run_launch:
+        scratch = Path(tempfile.mkdtemp(prefix="bench-plan-"))
+        try:
+            start = time.perf_counter()
+            cmd = [sys.executable, "-m", "sweep.cli", "launch", conf, "-o", str(scratch / "out")]
+            subprocess.run([*cmd, "--num-cpus", str(workers), "-q"], check=True)
+            wall = time.perf_counter() - start
+            print(
+                f"launch:   {found.total} points, report included, {wall / 60:.1f} min on {workers} workers"
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--duration-ms", type=float, default=100.0)
     ap.add_argument("--replicates", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--plan", metavar="CONF", help="check sweep plan's estimate for CONF instead")
+    ap.add_argument("--rows", type=int, help="--plan: rows timed, spread over the design (default all)")
+    ap.add_argument("--launch", action="store_true", help="--plan: also time sweep launch CONF end to end")
     args = ap.parse_args()
+    if args.plan:
+        check_plan(args.plan, args.rows, args.workers, args.launch)
+        return
     import ray
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-sweep-"))

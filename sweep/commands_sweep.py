@@ -67,9 +67,12 @@ def plan(
     timed: Annotated[
         int,
         typer.Option(
-            "--time", min=0, max=100, help="How many points to simulate to estimate the run time (0: none)."
+            "--time",
+            min=0,
+            max=100,
+            help="How many points to simulate to estimate the run time, one per cost stratum (0: none).",
         ),
-    ] = 3,
+    ] = 8,
     num_cpus: Annotated[int | None, typer.Option(min=1, help="Workers assumed for the estimate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     simulator: Annotated[str, typer.Option(hidden=True)] = "model:simulate",
@@ -79,7 +82,9 @@ def plan(
     Shows the design's rows, those excluded, the points per (hardware,
     workload) partition, a few points spread over the design with their ids
     and seeds, the SALib problem (sobol, morris), and a run-time estimate from
-    simulating --time points here.  One pass over the design: a 10^6-row grid
+    the CPU time of --time points simulated here, one per cost stratum (rows
+    cut by vm.vcpus x sim.duration_ms / overcommit within each hardware,
+    workload and overcommit), with its spread.  One pass over the design: a 10^6-row grid
     takes seconds (designs above 20,000 rows have a sample of rows checked).
     """
     from sweep import config as config_mod
@@ -121,10 +126,38 @@ def print_plan(result: Plan) -> None:
             f"SALib problem: {json.dumps(result.problem)}", markup=False, highlight=False, soft_wrap=True
         )
     if result.estimate_s is not None:
-        out.print(
-            f"timed {len(result.timed)} points: {result.mean_point_s:.3f} s each -> about "
-            f"{duration(result.estimate_s)} on {result.cpus} workers, plus Ray's start-up"
+        print_estimate(out, result)
+
+
+def print_estimate(out: Any, result: Plan) -> None:
+    """The timed points (one per cost stratum) and the estimate with its spread and basis."""
+    from sweep.plan import CLASS_KEYS
+
+    out.print(
+        f"timed {len(result.timed)} points, one per cost stratum of each hardware/workload/overcommit "
+        "(vCPU-ms run, CPU s here):"
+    )
+    for t in result.timed:
+        values = " ".join(f"{k}={v}" for k, v in t.values.items() if k not in CLASS_KEYS)
+        line = (
+            f"  {'/'.join(t.cost_class)} #{t.design_index:<5} {t.work_ms:>9,.0f} vCPU-ms "
+            f"{t.cpu_s:7.2f} s  {values}"
         )
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    assert result.estimate_s is not None and result.estimate_range_s is not None and result.cpu_s is not None
+    low, high = result.estimate_range_s
+    spread = (
+        f" (spread {duration(low)}-{duration(high)})"
+        if result.has_spread
+        else " (no spread: one timed point per hardware/workload/overcommit; use --time to time more)"
+    )
+    out.print(
+        f"estimate: about [bold]{duration(result.estimate_s)}[/] on {result.cpus} workers{spread}, "
+        f"{duration(result.cpu_s)} of CPU in all; from {len(result.timed)} points timed here in "
+        f"{duration(result.timing_s)} (CPU time of one point per stratum, scaled by vm.vcpus x "
+        f"sim.duration_ms / overcommit); assumes a free core per worker, plus Ray's start-up and the report",
+        soft_wrap=True,
+    )
 
 
 def launch(

@@ -48,6 +48,26 @@ def tiny_config(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     return config
 
 
+LONG_SWEEP_POINTS = 120  # points of long_sweep_config(): 20 rows x 6 replicates
+
+
+def long_sweep_config(name: str) -> dict[str, Any]:
+    """A sweep long enough to interrupt (kill, node loss): :data:`LONG_SWEEP_POINTS` points of 20 ms
+    hackbench on the tiny host, ~40 ms each, seconds of work on one worker, many small batches."""
+    return tiny_config(
+        name=name,
+        base={**TINY_BASE, "workload": {"kind": "hackbench"}, "sim": {"duration_ms": 20, "warmup_ms": 1}},
+        space={
+            "design": "grid",
+            "params": {
+                "vm.halt_poll_ns": [0, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000],
+                "features.ipi_fastpath": [True, False],
+            },
+        },
+        replicates=6,
+    )
+
+
 @pytest.fixture
 def write_conf(tmp_path: Path) -> Callable[..., Path]:
     """Write a config dict (or raw text) to a YAML file in tmp_path; return its path."""

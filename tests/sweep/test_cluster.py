@@ -25,14 +25,22 @@ import pytest
 
 from sweep.runner import NO_CLUSTER_ENV
 from tests.sweep import procs
-from tests.sweep.conftest import REPO, TINY_BASE, free_port, subprocess_env, sweep_command, tiny_config
+from tests.sweep.conftest import (
+    LONG_SWEEP_POINTS,
+    REPO,
+    free_port,
+    long_sweep_config,
+    subprocess_env,
+    sweep_command,
+    tiny_config,
+)
 
 CLUSTER_START_TIMEOUT_S = 120
 CLUSTER_STOP_TIMEOUT_S = 30
 LAUNCH_TIMEOUT_S = 150
 BATCH_WAIT_TIMEOUT_S = 60
 NODES = 3  # head + 2 worker nodes, 1 CPU each
-NODE_LOSS_POINTS = 120  # 20 rows x 6 replicates of ~40 ms hackbench
+NODE_LOSS_POINTS = LONG_SWEEP_POINTS
 
 
 @dataclass
@@ -161,21 +169,6 @@ def test_ray_job_submit_runs_a_sweep(cluster: Cluster, write_conf: Any, tmp_path
     assert frame["status"].unique().to_list() == ["ok"]
 
 
-def _node_loss_config() -> dict[str, Any]:
-    return tiny_config(
-        name="node-loss",
-        base={**TINY_BASE, "workload": {"kind": "hackbench"}, "sim": {"duration_ms": 20, "warmup_ms": 1}},
-        space={
-            "design": "grid",
-            "params": {
-                "vm.halt_poll_ns": [0, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000],
-                "features.ipi_fastpath": [True, False],
-            },
-        },
-        replicates=6,
-    )
-
-
 def _running_batch(raylet: int) -> int | None:
     """A worker process of this node that is running a sweep batch now, if any."""
     for pid in procs.descendants(raylet):
@@ -187,7 +180,7 @@ def _running_batch(raylet: int) -> int | None:
 def test_node_lost_mid_sweep_loses_and_doubles_nothing(
     cluster: Cluster, write_conf: Any, tmp_path: Path
 ) -> None:
-    conf = write_conf(_node_loss_config())
+    conf = write_conf(long_sweep_config("node-loss"))
     out = tmp_path / "out"
     args = ["-o", str(out), "--address", cluster.address, "--batch-seconds", "0.05", "--no-report", "-q"]
     proc = subprocess.Popen(

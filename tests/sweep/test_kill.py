@@ -26,7 +26,14 @@ import pytest
 
 from sweep import store
 from tests.sweep import procs
-from tests.sweep.conftest import REPO, TINY_BASE, invoke, subprocess_env, sweep_command, tiny_config
+from tests.sweep.conftest import (
+    LONG_SWEEP_POINTS,
+    REPO,
+    invoke,
+    long_sweep_config,
+    subprocess_env,
+    sweep_command,
+)
 from tests.sweep.test_runner import exits_frame, launch, runs_frame
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -37,22 +44,7 @@ EXIT_TIMEOUT_S = 30
 # No process of a launcher outlives it by more than this (measured: all gone within ~1.2 s, the
 # watchdog's own exit last).
 SURVIVE_S = 5.0
-POINTS = 120  # 20 rows x 6 replicates of ~40 ms hackbench: seconds of work on one worker
-
-
-def _config() -> dict[str, Any]:
-    return tiny_config(
-        name="killed",
-        base={**TINY_BASE, "workload": {"kind": "hackbench"}, "sim": {"duration_ms": 20, "warmup_ms": 1}},
-        space={
-            "design": "grid",
-            "params": {
-                "vm.halt_poll_ns": [0, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 400000],
-                "features.ipi_fastpath": [True, False],
-            },
-        },
-        replicates=6,
-    )
+POINTS = LONG_SWEEP_POINTS
 
 
 def _start(conf: Path, output: Path) -> subprocess.Popen[bytes]:
@@ -88,7 +80,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     base = tmp_path_factory.mktemp("reference")
     conf = base / "killed.yaml"
-    conf.write_text(json.dumps(_config()))
+    conf.write_text(json.dumps(long_sweep_config("killed")))
     out = base / "out"
     result = launch(CliRunner(), conf, out)
     assert result.exit_code == 0, result.output
