@@ -261,11 +261,16 @@ def _push_handler(h, v: Vcpu, irq: Irq) -> None:
     v.frames.append(Frame(WORK, remaining=irq.cost_ns, kernel=True, on_done=irq.on_handled, handler=True))
 
 
+def _executing(v: Vcpu, f: Frame) -> bool:
+    """Frame ``f`` is the one running now: a segment is open on it in guest mode."""
+    return v.seg_start >= 0 and bool(v.frames) and v.frames[-1] is f and v.state == GUEST
+
+
 def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
     """The condition a SPIN frame waits for is met: it finishes when next executed."""
     if f.kind != SPIN:
         return
-    executing = v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST
+    executing = _executing(v, f)
     if executing:
         pause(h, v)
     f.kind = WORK
@@ -279,7 +284,7 @@ def shorten(h, v: Vcpu, f: Frame, drop_ns: float) -> None:
     """Take ``drop_ns`` of work off frame ``f`` (a batch of syscalls ending earlier), re-timing it if it executes.
 
     Unlike pause(), the frame's batch is not told: the caller is the batch."""
-    if v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST:
+    if _executing(v, f):
         now = h.engine.now
         h.engine.cancel(v.seg_event)
         f.remaining = max(f.remaining - (now - v.seg_start) * v.speed - drop_ns, 0.0)
@@ -292,7 +297,7 @@ def shorten(h, v: Vcpu, f: Frame, drop_ns: float) -> None:
 def executed_ns(h, v: Vcpu, f: Frame) -> float:
     """Full-speed ns of frame ``f`` still to run, as of now (its booked remainder less the open segment)."""
     rem = f.remaining
-    if v.seg_start >= 0 and v.frames and v.frames[-1] is f and v.state == GUEST:
+    if _executing(v, f):
         rem -= (h.engine.now - v.seg_start) * v.speed
     return rem if rem > 0 else 0.0
 

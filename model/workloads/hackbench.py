@@ -148,23 +148,19 @@ class Channel:
 
     def charged(self, h) -> int:
         """sk_wmem_alloc now, in skbs: writes started and not yet read (batches included)."""
-        w = self.wmem
-        for b, applied in self.inflight.items():
-            w += b.writes_to(self.index, b.started_count(h)) - applied
-        rb = self.rbatch
-        if rb is not None:
-            w -= rb.done(h)
-        return w
+        return self._with_batches(h, self.wmem, SendBatch.started_count)
 
     def queue_len(self, h) -> int:
         """Messages on the receive queue now: writes completed and not yet read (batches included)."""
-        q = self.queued
+        return self._with_batches(h, self.queued, SendBatch.done)
+
+    def _with_batches(self, h, base: int, progress) -> int:
+        """``base`` plus the in-flight sender batches' writes to this channel that ``progress``
+        counts and that are not applied yet, less what the reader's batch has read by now."""
         for b, applied in self.inflight.items():
-            q += b.writes_to(self.index, b.done(h)) - applied
+            base += b.writes_to(self.index, progress(b, h)) - applied
         rb = self.rbatch
-        if rb is not None:
-            q -= rb.done(h)
-        return q
+        return base - rb.done(h) if rb is not None else base
 
     def apply_writes(self, h) -> None:
         """Apply the writes that in-flight sender batches have completed by now (the reader looks)."""
