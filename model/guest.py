@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from model import apic, kvm, locks, spin, timer
+from model import apic, kvm, spin, timer
 from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
 
 # Guest scheduler costs (named, assumed): a guest context switch and the
@@ -404,7 +404,7 @@ def tick_preempt(h, v: Vcpu) -> None:
     _need_resched_set(h, v)
     top = v.frames[-1] if v.frames else None
     if top is not None and top.kind == SPIN and top.spin_kind == "rwsem":
-        locks.spinner_need_resched(h, v, top)
+        h.hooks.rwsem_spin_need_resched(h, v, top)  # model.locks
     else:
         preempt_check(h, v)
 

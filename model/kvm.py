@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 
-from model import guest, locks, scheduler, spin, timer
+from model import guest, scheduler, spin, timer
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.host import POLL as M_POLL
+from model.host import Host
 from model.vcpu import ACCT_HALTED, ACCT_RUN, ACCT_RUNNABLE, EXIT, GUEST, HALTED, POLL, RUNNABLE, Vcpu
 
 # Dynamic halt-polling (virt/kvm/kvm_main.c, Documentation/virt/kvm/halt-polling.rst)
@@ -157,14 +158,39 @@ def preempt_out(h, v: Vcpu) -> None:
         scheduler.keep_running(h, p, v)
         enter_guest(h, v)
         return
-    locks.owner_preempted(h, v)
-    v.state = RUNNABLE
-    v.preempted = True
-    v.ready = True
-    v.preempted_in_kernel = guest.in_kernel(v)
-    v.steal_preempted = True
-    v.account(ACCT_RUNNABLE, h.engine.now)
-    scheduler.leave(h, v.pcpu, v, runnable=True)
+    scheduler.leave(h, p, v, runnable=True)  # sched_out(h, v, runnable=True) first
+
+
+def register(h: Host) -> None:
+    """What ``preempt_notifier_register(&vcpu->preempt_notifier)`` in vcpu_load() hooks up
+    (kvm_preempt_ops: kvm_sched_in / kvm_sched_out), and the host scheduler's other
+    calls into KVM: the reschedule of a pCPU running a vCPU, an SMT sibling's change."""
+    hooks = h.hooks
+    hooks.sched_in = sched_in
+    hooks.sched_out = sched_out
+    hooks.resched_curr = on_resched
+    hooks.smt_speed_changed = speed_changed
+
+
+def sched_out(h, v: Vcpu, runnable: bool) -> None:
+    """kvm_sched_out() + kvm_arch_vcpu_put() as the host switches ``v``'s thread out.
+
+    Still runnable (``current->on_rq``: preempted): ``preempted`` and
+    ``ready``, ``preempted_in_kernel`` (the CPL when preempted), the steal-time
+    preempted bit; the guest's ``vcpu_is_preempted()`` pollers see it at once
+    (``hooks.vcpu_preempted``).  Blocked in kvm_vcpu_block(): only the
+    steal-time bit, on hosts that set it on every vcpu_put
+    (``vm.steal_preempted_on_halt``)."""
+    if runnable:
+        h.hooks.vcpu_preempted(h, v)
+        v.state = RUNNABLE
+        v.preempted = True
+        v.ready = True
+        v.preempted_in_kernel = guest.in_kernel(v)
+        v.steal_preempted = True
+        v.account(ACCT_RUNNABLE, h.engine.now)
+    elif h.sc.vm.steal_preempted_on_halt:
+        v.steal_preempted = True
 
 
 def sched_in(h, v: Vcpu) -> None:
@@ -244,9 +270,7 @@ def _stop_poll(h, v: Vcpu) -> None:
 def block(h, v: Vcpu) -> None:
     """The thread sleeps until kicked (kvm_vcpu_block's schedule())."""
     v.state = HALTED
-    if h.sc.vm.steal_preempted_on_halt:
-        v.steal_preempted = True
-    scheduler.leave(h, v.pcpu, v, runnable=False)
+    scheduler.leave(h, v.pcpu, v, runnable=False)  # sched_out(h, v, runnable=False) first
 
 
 def kick(h, v: Vcpu) -> None:

@@ -62,6 +62,7 @@ import math
 from collections import deque
 
 from model import guest, spin
+from model.host import Host
 from model.vcpu import GUEST, PVWAIT, SPIN, Frame, Task, Vcpu
 
 # kernel/locking/qspinlock_paravirt.h and arch/x86/include/asm/spinlock.h (5.x)
@@ -574,9 +575,16 @@ def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
             return
 
 
+def register(h: Host) -> None:
+    """The guest's locks as seen by the hypervisor and the guest scheduler (``model.host.Hooks``)."""
+    h.hooks.vcpu_preempted = owner_preempted
+    h.hooks.rwsem_spin_need_resched = spinner_need_resched
+
+
 def owner_preempted(h, v: Vcpu) -> None:
-    """kvm.preempt_out hook: rwsem spinners stop when the owner's vCPU is preempted; with
-    ``pv_wait_early`` the next node of a spinlock waiter on ``v`` may halt."""
+    """``hooks.vcpu_preempted`` (kvm_sched_out of a runnable ``v``): rwsem spinners stop when the
+    owner's vCPU is preempted (owner_on_cpu() reads vcpu_is_preempted()); with ``pv_wait_early``
+    the next node of a spinlock waiter on ``v`` may halt."""
     if slowpath(h) == PARAVIRT and h.sc.features.pv_wait_early:
         owner_preempted_qspin(h, v)
     sem = getattr(v.vm.mm, "mmap_sem", None)

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import kvm
-from model.host import IDLE, SWITCH, Pcpu
+from model.host import IDLE, SWITCH, Host, Pcpu
 from model.vcpu import ACCT_RUNNABLE, EXIT, RUNNABLE, Vcpu
 
 
@@ -137,7 +136,7 @@ def resched(h, p: Pcpu) -> None:
     if p.need_resched or p.curr is None:
         return
     p.need_resched = True
-    kvm.on_resched(h, p.curr)
+    h.hooks.resched_curr(h, p.curr)
 
 
 def _arm_slice(h, p: Pcpu) -> None:
@@ -256,11 +255,17 @@ def switch_to(h, p: Pcpu, v: Vcpu) -> None:
         _sibling_changed(h, p)
     _arm_slice(h, p)
     cost = int(h.prof.ctx_switch_ns + h.prof.vcpu_entry_ns)
-    v.exit_event = h.engine.after(cost, kvm.sched_in, h, v)
+    v.exit_event = h.engine.after(cost, h.hooks.sched_in, h, v)  # finish_task_switch: preempt notifiers' sched_in
 
 
 def leave(h, p: Pcpu, v: Vcpu, runnable: bool) -> None:
-    """The running thread stops: preempted or yielding (runnable) or blocked."""
+    """The running thread stops: preempted or yielding (runnable) or blocked.
+
+    The caller has ruled out ``__schedule()`` picking ``v`` again
+    (:func:`picks_again`), so this is a context switch and the sched-out
+    preempt notifier runs first (prepare_task_switch, before the pick here:
+    nothing the pick reads depends on it)."""
+    h.hooks.sched_out(h, v, runnable)
     update_curr(h, p)
     p.curr = None
     if runnable:
@@ -273,7 +278,7 @@ def _sibling_changed(h, p: Pcpu) -> None:
     if p.sibling is not None:
         other = h.pcpus[p.sibling].curr
         if other is not None:
-            kvm.speed_changed(h, other)
+            h.hooks.smt_speed_changed(h, other)
 
 
 # -- yield_to ----------------------------------------------------------------

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from model import scheduler, spin
-from model.engine import Engine
-from model.hardware import PROFILES, Profile
-from model.host import Pcpu
-from model.metrics import Stats, compute
+from model import kvm, locks, scheduler, spin
+from model.host import Host, Snapshot
+from model.metrics import compute
 from model.result import Result
 from model.scenario import Scenario
-from model.topology import CpuTopology
 from model.vcpu import ACCT_RUNNABLE, IDLE, RUNNABLE, Frame, Irq, Vcpu, Vm
 from model.workloads import BUILDERS, knobs_of
 
@@ -28,30 +23,6 @@ from model.workloads import BUILDERS, knobs_of
 # a component never shifts another one's draws.
 STREAM_VCPU = 1
 STREAM_WORKLOAD = 2
-
-
-class Host:
-    """Everything one run shares: the clock, the hardware, the pCPUs, the VMs."""
-
-    def __init__(self, sc: Scenario, seed: int) -> None:
-        self.sc = sc
-        self.seed = seed
-        self.prof: Profile = PROFILES[sc.hardware].with_overrides(sc.costs.model_dump())
-        self.engine = Engine()
-        self.stats = Stats(self.engine)
-        t = sc.topology
-        self.topo = CpuTopology(t.sockets, t.cores_per_socket, t.threads_per_core)
-        self.pcpus = [
-            Pcpu(i, self.topo.socket_of(i), self.topo.sibling_of(i)) for i in range(self.topo.pcpus)
-        ]
-        self.socket_cpus = [self.topo.cpus_of_socket(s) for s in range(t.sockets)]
-        self.tick_ns = 1_000_000_000 // sc.vm.guest_hz
-        self.vms: list[Vm] = []
-        self.vcpus: list[Vcpu] = []
-        self.switches_measured = 0
-
-    def rng(self, stream: int, *key: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(stream, *key)))
 
 
 def vm_sizes(sc: Scenario, pcpus: int) -> list[int]:
@@ -69,6 +40,8 @@ def vm_sizes(sc: Scenario, pcpus: int) -> list[int]:
 def build(sc: Scenario, seed: int) -> Host:
     """Elaborate the model and check its wiring before time 0."""
     h = Host(sc, seed)
+    kvm.register(h)  # the vCPU threads' preempt notifiers (preempt_notifier_register in vcpu_load)
+    locks.register(h)
     gid = 0
     n = len(h.pcpus)
     for vm_index, size in enumerate(vm_sizes(sc, n)):
@@ -109,7 +82,7 @@ def start(h: Host) -> None:
         scheduler.start_balancing(h)
 
 
-def _snapshot(h: Host) -> tuple[list[list[int]], list[list[int]]]:
+def _snapshot(h: Host) -> Snapshot:
     now = h.engine.now
     for p in h.pcpus:
         p.flush(now)
@@ -126,7 +99,7 @@ def _start_measuring(h: Host) -> None:
         v.spin_ns = v.csfm_ns = v.polls = v.polls_ok = 0
 
 
-def run(h: Host) -> tuple[list[list[int]], list[list[int]]]:
+def run(h: Host) -> Snapshot:
     sc = h.sc
     warm_ns = int(sc.sim.warmup_ms * 1e6)
     end_ns = int(sc.sim.duration_ms * 1e6)
@@ -135,6 +108,7 @@ def run(h: Host) -> tuple[list[list[int]], list[list[int]]]:
     _start_measuring(h)
     h.engine.run(end_ns)
     vcpu_end, pcpu_end = _snapshot(h)
+    assert h.warm is not None
     vcpu_warm, pcpu_warm = h.warm
     h.switches_measured = sum(p.switches for p in h.pcpus) - h.warm_switches
     vcpu = [[a - b for a, b in zip(e, w)] for e, w in zip(vcpu_end, vcpu_warm)]

@@ -14,26 +14,57 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-# Host-side thread states (MODEL.md section 3).  POLL = HALTED while halt-polling on the pCPU.
-GUEST, EXIT, HALTED, RUNNABLE, POLL = range(5)
-STATE_NAMES = ("GUEST", "EXIT", "HALTED", "RUNNABLE", "POLL")
+if TYPE_CHECKING:
+    from model.host import Pcpu
 
-# vCPU time buckets (steal = RUNNABLE).
-ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = range(3)
 
-# Frame kinds.  PVWAIT: a PV spinlock waiter halted in pv_wait() (kvm_wait's HLT).
-WORK, SPIN, IDLE, PVWAIT = range(4)
+class VcpuState(IntEnum):
+    """Host-side thread state of a vCPU (MODEL.md section 3).
+
+    Every state enum of the model has its own range of values (vCPU states
+    0-4, pCPU modes 10-15 in model.host, frame kinds 20-23, time buckets
+    30-32), so comparing values of two different enums is never true."""
+
+    GUEST = 0  # running guest code
+    EXIT = 1  # in KVM: an exit chain, the context switch in, the entry wait
+    HALTED = 2  # blocked in kvm_vcpu_block()
+    RUNNABLE = 3  # on its pCPU's run queue, not running (steal time)
+    POLL = 4  # HALTED while halt-polling on the pCPU
+
+
+class FrameKind(IntEnum):
+    """What one guest frame executes.  PVWAIT: a PV spinlock waiter halted in pv_wait() (kvm_wait's HLT)."""
+
+    WORK = 20
+    SPIN = 21
+    IDLE = 22
+    PVWAIT = 23
+
+
+class Acct(IntEnum):
+    """vCPU time buckets (``Vcpu.acct[bucket - ACCT_BASE]``); steal = RUNNABLE."""
+
+    RUN = 30
+    RUNNABLE = 31
+    HALTED = 32
+
+
+GUEST, EXIT, HALTED, RUNNABLE, POLL = VcpuState
+WORK, SPIN, IDLE, PVWAIT = FrameKind
+ACCT_RUN, ACCT_RUNNABLE, ACCT_HALTED = Acct
+ACCT_BASE = Acct.RUN.value
 
 
 @dataclass(slots=True, eq=False)
 class Frame:
     """One level of what the guest CPU is executing."""
 
-    kind: int
+    kind: FrameKind
     remaining: float = 0.0  # WORK: full-speed ns still to execute
     kernel: bool = True  # CPL 0 (kernel) or user
     on_done: Callable[[], Any] | None = None  # WORK: called when it completes
@@ -90,8 +121,8 @@ class Vcpu:
     gid: int  # host-wide thread id
     pinned: int | None  # pCPU id for dedicated pinning
     rng: np.random.Generator
-    pcpu: Any = None  # current or last pCPU
-    state: int = RUNNABLE
+    pcpu: Pcpu = None  # type: ignore[assignment]  # current or last pCPU (set by build)
+    state: VcpuState = RUNNABLE
     # CFS
     vruntime: int = 0
     exec_start: int = 0
@@ -138,15 +169,15 @@ class Vcpu:
     timer_advance_ns: int | None = None  # apic->lapic_timer.timer_advance_ns (None: not yet created)
     expired_tscdeadline: int = -1  # apic->lapic_timer.expired_tscdeadline, ns (-1: none)
     # time accounting
-    acct: list = field(default_factory=lambda: [0, 0, 0])
-    acct_state: int = ACCT_RUNNABLE
+    acct: list[int] = field(default_factory=lambda: [0, 0, 0])  # ns per Acct bucket, in Acct order
+    acct_state: Acct = ACCT_RUNNABLE
     acct_since: int = 0
     spin_ns: int = 0
     csfm_ns: int = 0
 
-    def account(self, bucket: int, now: int) -> None:
+    def account(self, bucket: Acct, now: int) -> None:
         """Close the open interval into its bucket and open one for ``bucket``."""
-        self.acct[self.acct_state] += now - self.acct_since
+        self.acct[self.acct_state - ACCT_BASE] += now - self.acct_since
         self.acct_state = bucket
         self.acct_since = now
 
@@ -160,4 +191,4 @@ class Vcpu:
         return self.gcurr is None
 
     def __repr__(self) -> str:  # keep dataclass reprs from recursing through the VM
-        return f"Vcpu(vm={self.vm.index}, index={self.index}, state={STATE_NAMES[self.state]})"
+        return f"Vcpu(vm={self.vm.index}, index={self.index}, state={VcpuState(self.state).name})"
