@@ -81,11 +81,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from model import guest, kvm
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.vcpu import EXIT, GUEST, WORK, Frame, Irq, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 CLUSTER_SIZE = 16  # x2APIC logical cluster: 16 CPUs (x2apic_cluster.c)
 PV_IPI_MAX_TARGETS = 128  # KVM_IPI_CLUSTER_SIZE = 2 * BITS_PER_LONG: APIC IDs per hypercall (__send_ipi_mask)
@@ -113,7 +117,7 @@ class IcrWrite:
     group: tuple[int, ...]
 
 
-def guest_driver(h, src: Vcpu) -> str:
+def guest_driver(h: Host, src: Vcpu) -> str:
     """The guest's APIC driver for the sender's VM (see the module docstring)."""
     mode = h.sc.vm.apic
     if mode == "xapic":
@@ -121,7 +125,7 @@ def guest_driver(h, src: Vcpu) -> str:
     return mode
 
 
-def posted(h) -> bool:
+def posted(h: Host) -> bool:
     """Does this VM get posted interrupts (APICv on Intel, AVIC on AMD)?"""
     prof, vm = h.prof, h.sc.vm
     if prof.vendor == "intel":
@@ -129,7 +133,7 @@ def posted(h) -> bool:
     return avic_active(h)
 
 
-def avic_active(h) -> bool:
+def avic_active(h: Host) -> bool:
     """AVIC is inhibited for x2APIC guests unless the hardware has x2AVIC."""
     prof, vm = h.prof, h.sc.vm
     if not (vm.avic and prof.has_avic):
@@ -137,7 +141,7 @@ def avic_active(h) -> bool:
     return vm.apic == "xapic" or prof.has_x2avic
 
 
-def ipiv_active(h) -> bool:
+def ipiv_active(h: Host) -> bool:
     """Intel IPI virtualization: APICv on hardware that has IPIv (vmx enable_ipiv, 5.19)."""
     prof, vm = h.prof, h.sc.vm
     return prof.vendor == "intel" and prof.has_ipiv and prof.has_apicv and vm.apicv
@@ -156,7 +160,7 @@ def avic_is_running(v: Vcpu) -> bool:
 # -- which ICR writes an IPI takes -------------------------------------------------
 
 
-def plan(h, src: Vcpu, targets: list[Vcpu], multicast: bool, direct: bool = False) -> list[IcrWrite]:
+def plan(h: Host, src: Vcpu, targets: list[Vcpu], multicast: bool, direct: bool = False) -> list[IcrWrite]:
     """The guest's ICR writes (or hypercalls) for one IPI to ``targets``.
 
     ``multicast`` False: ``apic->send_IPI(cpu)`` (reschedule, call-function
@@ -207,7 +211,7 @@ def _pv_windows(targets: list[Vcpu]) -> list[IcrWrite]:
     return writes
 
 
-def _virtualized(h, w: IcrWrite) -> bool:
+def _virtualized(h: Host, w: IcrWrite) -> bool:
     """Does the hardware complete this ICR write without a sender exit?"""
     if w.how == "vmcall":
         return False
@@ -221,13 +225,13 @@ def _virtualized(h, w: IcrWrite) -> bool:
 # -- sending ---------------------------------------------------------------------
 
 
-def send_resched(h, src: Vcpu, target: Vcpu, cont: Callable[[], None]) -> None:
+def send_resched(h: Host, src: Vcpu, target: Vcpu, cont: Callable[[], None]) -> None:
     """A unicast RESCHEDULE IPI (guest try_to_wake_up on an idle remote vCPU)."""
     irq = Irq("resched", h.prof.guest_irq_ns, lambda: guest.preempt_check(h, target))
     send(h, src, [target], [irq], cont, multicast=False)
 
 
-def send(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multicast: bool, direct: bool = False) -> None:
+def send(h: Host, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multicast: bool, direct: bool = False) -> None:
     """Send ``irqs[i]`` to ``targets[i]``; ``cont`` runs when the sender is back in the guest.
 
     ``multicast`` and ``direct``: see :func:`plan`."""
@@ -259,7 +263,7 @@ def send(h, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multicast: bo
     src.frames.append(Frame(WORK, remaining=t, kernel=True, on_done=cont))
 
 
-def _deliveries(h, base_ns: float, send_at: float, src: Vcpu, targets: list[Vcpu], irqs: list[Irq]):
+def _deliveries(h: Host, base_ns: float, send_at: float, src: Vcpu, targets: list[Vcpu], irqs: list[Irq]):
     """One exit that delivers ``targets`` in turn: its mean cost and the delivery actions.
 
     The profile's exit figures are single-destination exits; destination *j*
@@ -274,7 +278,7 @@ def _deliveries(h, base_ns: float, send_at: float, src: Vcpu, targets: list[Vcpu
     return cost, actions
 
 
-def _exit_phases(h, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
+def _exit_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
     """Phases of an ICR write sequence or hypercall that exits (deliveries inside the last exit)."""
     prof = h.prof
     phases: list[tuple] = []
@@ -298,14 +302,14 @@ def _exit_phases(h, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]
     return phases
 
 
-def _mmio_read_virtualized(h) -> bool:
+def _mmio_read_virtualized(h: Host) -> bool:
     """An xAPIC register read without an exit: APICv (APIC-register virtualization) or AVIC."""
     if h.prof.vendor == "intel":
         return posted(h)
     return avic_active(h)
 
 
-def _accelerated_phases(h, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
+def _accelerated_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
     """A virtualized ICR write: guest time and hardware delivery, then AVIC_INCOMPLETE_IPI if a target is out.
 
     AVIC handles the destinations one after another, ``avic_ipi_per_target_ns``
@@ -338,7 +342,7 @@ def _accelerated_phases(h, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: li
     return phases
 
 
-def deliver(h, src: Vcpu, target: Vcpu, irq: Irq) -> None:
+def deliver(h: Host, src: Vcpu, target: Vcpu, irq: Irq) -> None:
     """The IPI reaches the target's APIC now."""
     wire = int(h.prof.posted_delivery_ns)
     if src.pcpu is not None and target.pcpu is not None and src.pcpu.socket != target.pcpu.socket:
@@ -352,7 +356,7 @@ def deliver(h, src: Vcpu, target: Vcpu, irq: Irq) -> None:
     kvm.put_irq(h, target, irq)
 
 
-def _external_interrupt(h, target: Vcpu, irq: Irq) -> None:
+def _external_interrupt(h: Host, target: Vcpu, irq: Irq) -> None:
     """No posted interrupts: the host IPI forces an exit and KVM injects on re-entry."""
     if target.state == GUEST:
         target.irr.append(irq)

@@ -25,9 +25,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from model import apic, kvm, spin, timer
 from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # Guest scheduler costs (named, assumed): a guest context switch and the
 # wake-up path of try_to_wake_up inside the guest.
@@ -81,7 +85,7 @@ def guest_cfs(ncpus: int) -> GuestCfs:
 # -- executing frames ------------------------------------------------------------
 
 
-def pause(h, v: Vcpu) -> None:
+def pause(h: Host, v: Vcpu) -> None:
     """Stop executing the top frame (the vCPU leaves the guest): book its progress."""
     start = v.seg_start
     if start < 0:
@@ -109,7 +113,7 @@ def _book_spin(v: Vcpu, f: Frame, ns: int) -> None:
         v.csfm_ns += ns
 
 
-def resume(h, v: Vcpu) -> None:
+def resume(h: Host, v: Vcpu) -> None:
     """Execute the top frame (the vCPU is in GUEST and executes nothing)."""
     now = h.engine.now
     frames = v.frames
@@ -149,7 +153,7 @@ def resume(h, v: Vcpu) -> None:
 # -- the guest idle loop ------------------------------------------------------------
 
 
-def _idle_loop(h, v: Vcpu) -> None:
+def _idle_loop(h: Host, v: Vcpu) -> None:
     """do_idle() on a vCPU with nothing to run (the IDLE frame executes).
 
     - ``idle: poll`` (idle=poll): cpu_idle_poll() spins with TIF_POLLING_NRFLAG set;
@@ -185,7 +189,7 @@ def _haltpoll_select(v: Vcpu) -> bool:
     return not v.hp_last_poll_timed_out
 
 
-def _haltpoll_start_poll(h, v: Vcpu) -> None:
+def _haltpoll_start_poll(h: Host, v: Vcpu) -> None:
     """poll_idle(): spin with TIF_POLLING_NRFLAG until need_resched or the limit."""
     v.hp_phase = HP_POLL
     v.polling = True
@@ -194,7 +198,7 @@ def _haltpoll_start_poll(h, v: Vcpu) -> None:
     v.hp_event = h.engine.after(v.hp_limit_ns, _haltpoll_poll_limit, h, v)
 
 
-def _haltpoll_poll_limit(h, v: Vcpu) -> None:
+def _haltpoll_poll_limit(h: Host, v: Vcpu) -> None:
     """local_clock() passed the poll limit: dev->poll_time_limit = true; re-select (HLT)."""
     v.hp_event = None
     v.hp_last_poll_timed_out = True
@@ -205,7 +209,7 @@ def _haltpoll_poll_limit(h, v: Vcpu) -> None:
         resume(h, v)
 
 
-def _haltpoll_halt_ended(h, v: Vcpu) -> None:
+def _haltpoll_halt_ended(h: Host, v: Vcpu) -> None:
     """haltpoll_reflect() after HLT: adjust_poll_limit() with the halt's residency."""
     block_ns = h.engine.now - v.hp_since
     limit = h.sc.vm.guest_halt_poll_ns
@@ -218,7 +222,7 @@ def _haltpoll_halt_ended(h, v: Vcpu) -> None:
     v.hp_phase = HP_SELECT
 
 
-def _leave_idle(h, v: Vcpu) -> None:
+def _leave_idle(h: Host, v: Vcpu) -> None:
     """need_resched in the idle loop: stop polling (or end the HLT state) and schedule."""
     if v.hp_phase == HP_HALT:
         _haltpoll_halt_ended(h, v)
@@ -230,14 +234,14 @@ def _leave_idle(h, v: Vcpu) -> None:
     v.polling = False
 
 
-def _poll_notices(h, v: Vcpu) -> None:
+def _poll_notices(h: Host, v: Vcpu) -> None:
     """A polling idle loop sees TIF_NEED_RESCHED at its next check (no IPI)."""
     if v.state == GUEST and v.seg_start >= 0 and v.frames[-1].kind == IDLE:
         pause(h, v)
         resume(h, v)
 
 
-def _work_done(h, v: Vcpu, f: Frame) -> None:
+def _work_done(h: Host, v: Vcpu, f: Frame) -> None:
     v.seg_event = None
     v.seg_start = -1
     v.frames.pop()
@@ -247,7 +251,7 @@ def _work_done(h, v: Vcpu, f: Frame) -> None:
         resume(h, v)
 
 
-def take_pending(h, v: Vcpu) -> None:
+def take_pending(h: Host, v: Vcpu) -> None:
     """An interrupt arrived while in GUEST: take it now unless a handler runs or IF = 0."""
     if v.frames[-1].handler or v.irqs_off:
         return
@@ -255,7 +259,7 @@ def take_pending(h, v: Vcpu) -> None:
     resume(h, v)
 
 
-def _push_handler(h, v: Vcpu, irq: Irq) -> None:
+def _push_handler(h: Host, v: Vcpu, irq: Irq) -> None:
     if irq.sent_ns >= 0:
         h.stats.ipi_handled(v, h.engine.now - irq.sent_ns)
     v.frames.append(Frame(WORK, remaining=irq.cost_ns, kernel=True, on_done=irq.on_handled, handler=True))
@@ -266,7 +270,7 @@ def _executing(v: Vcpu, f: Frame) -> bool:
     return v.seg_start >= 0 and bool(v.frames) and v.frames[-1] is f and v.state == GUEST
 
 
-def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
+def release_spin(h: Host, v: Vcpu, f: Frame, on_done) -> None:
     """The condition a SPIN frame waits for is met: it finishes when next executed."""
     if f.kind != SPIN:
         return
@@ -280,7 +284,7 @@ def release_spin(h, v: Vcpu, f: Frame, on_done) -> None:
         resume(h, v)
 
 
-def shorten(h, v: Vcpu, f: Frame, drop_ns: float) -> None:
+def shorten(h: Host, v: Vcpu, f: Frame, drop_ns: float) -> None:
     """Take ``drop_ns`` of work off frame ``f`` (a batch of syscalls ending earlier), re-timing it if it executes.
 
     Unlike pause(), the frame's batch is not told: the caller is the batch."""
@@ -294,7 +298,7 @@ def shorten(h, v: Vcpu, f: Frame, drop_ns: float) -> None:
         f.remaining = max(f.remaining - drop_ns, 0.0)
 
 
-def executed_ns(h, v: Vcpu, f: Frame) -> float:
+def executed_ns(h: Host, v: Vcpu, f: Frame) -> float:
     """Full-speed ns of frame ``f`` still to run, as of now (its booked remainder less the open segment)."""
     rem = f.remaining
     if _executing(v, f):
@@ -302,7 +306,7 @@ def executed_ns(h, v: Vcpu, f: Frame) -> float:
     return rem if rem > 0 else 0.0
 
 
-def _need_resched_set(h, v: Vcpu) -> None:
+def _need_resched_set(h: Host, v: Vcpu) -> None:
     """TIF_NEED_RESCHED was just set on ``v``: a batch of syscalls ends at its next return to user mode."""
     for f in v.frames:
         if f.batch is not None:
@@ -320,12 +324,12 @@ def in_kernel(v: Vcpu) -> bool:
 # -- tasks and the guest scheduler -------------------------------------------------
 
 
-def start_task(h, task: Task) -> None:
+def start_task(h: Host, task: Task) -> None:
     """Make a new task runnable on its vCPU at time 0."""
     task.vcpu.gq.append(task)
 
 
-def update_curr(h, v: Vcpu) -> None:
+def update_curr(h: Host, v: Vcpu) -> None:
     """update_curr() + update_min_vruntime() of the vCPU's guest cfs_rq.
 
     The guest clock runs while the vCPU is away (dedicated or not): run time is
@@ -344,7 +348,7 @@ def update_curr(h, v: Vcpu) -> None:
         v.gmin_vruntime = floor
 
 
-def _pick_next(h, v: Vcpu) -> Task:
+def _pick_next(h: Host, v: Vcpu) -> Task:
     """pick_next_task_fair(): the leftmost task (first queued among equals); it becomes curr."""
     task = min(v.gq, key=_task_vruntime)
     v.gq.remove(task)
@@ -360,14 +364,14 @@ def _task_vruntime(t: Task) -> int:
     return t.vruntime
 
 
-def _run_next_task(h, v: Vcpu) -> None:
+def _run_next_task(h: Host, v: Vcpu) -> None:
     task = _pick_next(h, v)
     timer.tick_start(h, v)
     v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
     resume(h, v)
 
 
-def _preempt(h, v: Vcpu, task: Task, frame: Frame | None) -> None:
+def _preempt(h: Host, v: Vcpu, task: Task, frame: Frame | None) -> None:
     """Guest preemption: ``task`` (its user work ``frame``, or the rest of its ops) waits."""
     update_curr(h, v)
     if frame is not None:
@@ -379,7 +383,7 @@ def _preempt(h, v: Vcpu, task: Task, frame: Frame | None) -> None:
     _task_idle(h, v)
 
 
-def tick_preempt(h, v: Vcpu) -> None:
+def tick_preempt(h: Host, v: Vcpu) -> None:
     """scheduler_tick -> check_preempt_tick in the guest, with the guest's scaled tunables.
 
     Resched when the task ran longer than its sched_slice(), or, past the
@@ -409,7 +413,7 @@ def tick_preempt(h, v: Vcpu) -> None:
         preempt_check(h, v)
 
 
-def preempt_check(h, v: Vcpu) -> None:
+def preempt_check(h: Host, v: Vcpu) -> None:
     """After a RESCHEDULE IPI: preempt the current task if it is in user work."""
     task = v.gcurr
     if task is None or not v.guest_resched or not v.gq:
@@ -421,7 +425,7 @@ def preempt_check(h, v: Vcpu) -> None:
         _preempt(h, v, task, top)
 
 
-def _task_idle(h, v: Vcpu) -> None:
+def _task_idle(h: Host, v: Vcpu) -> None:
     """The current task blocked or ended: run the next one or go idle."""
     update_curr(h, v)
     v.guest_resched = False
@@ -434,7 +438,7 @@ def _task_idle(h, v: Vcpu) -> None:
         v.hp_phase = HP_SELECT
 
 
-def _continue(h, task: Task) -> None:
+def _continue(h: Host, task: Task) -> None:
     """A task gets its vCPU back: finish what its wake-up asked for, or go on."""
     if task.saved is not None:
         task.vcpu.frames.append(task.saved)
@@ -448,7 +452,7 @@ def _continue(h, task: Task) -> None:
         advance(h, task)
 
 
-def advance(h, task: Task, value=None) -> None:
+def advance(h: Host, task: Task, value=None) -> None:
     """Run the task's generator until it yields an op that takes time."""
     v = task.vcpu
     gen = task.gen
@@ -494,7 +498,7 @@ def advance(h, task: Task, value=None) -> None:
         raise ValueError(f"unknown guest op {kind!r}")
 
 
-def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
+def wake_task(h: Host, task: Task, waker: Vcpu | None) -> Vcpu | None:
     """try_to_wake_up() in the guest; returns the vCPU to send a RESCHEDULE IPI to.
 
     - placement: :func:`_select_vcpu`; a migrating task keeps its vruntime
@@ -541,13 +545,13 @@ def wake_task(h, task: Task, waker: Vcpu | None) -> Vcpu | None:
     return _resched_curr(h, tv, waker) if preempt else None
 
 
-def _share_cache(h, a: Vcpu, b: Vcpu) -> bool:
+def _share_cache(h: Host, a: Vcpu, b: Vcpu) -> bool:
     """cpus_share_cache(): the same guest LLC (vm.guest_llc_vcpus consecutive vCPUs)."""
     llc = h.sc.vm.guest_llc_vcpus
     return llc is None or a.index // llc == b.index // llc
 
 
-def _resched_curr(h, tv: Vcpu, waker: Vcpu | None) -> Vcpu | None:
+def _resched_curr(h: Host, tv: Vcpu, waker: Vcpu | None) -> Vcpu | None:
     """resched_curr(): set TIF_NEED_RESCHED; the vCPU to IPI, if any."""
     if tv.guest_resched:
         return None  # test_tsk_need_resched(): already set, no second IPI
@@ -563,7 +567,7 @@ def _resched_curr(h, tv: Vcpu, waker: Vcpu | None) -> Vcpu | None:
     return tv
 
 
-def _select_vcpu(h, task: Task) -> Vcpu:
+def _select_vcpu(h: Host, task: Task) -> Vcpu:
     """select_idle_sibling(p, prev, prev): the previous vCPU if idle, else an idle
     vCPU found by a short scan of its LLC (select_idle_cpu, SIS_PROP-limited),
     else the previous vCPU.  wake_affine() (pulling a sync wakee to the waker's
@@ -584,7 +588,7 @@ def _select_vcpu(h, task: Task) -> Vcpu:
     return prev
 
 
-def block(h, task: Task) -> None:
+def block(h: Host, task: Task) -> None:
     """The current task sleeps (from inside a ``call`` op's continuation)."""
     if task.wake_pending:
         task.wake_pending = False
@@ -594,7 +598,7 @@ def block(h, task: Task) -> None:
     _task_idle(h, task.vcpu)
 
 
-def wake(h, task: Task, waker: Vcpu) -> None:
+def wake(h: Host, task: Task, waker: Vcpu) -> None:
     """Wake ``task`` from code running on ``waker`` (a handler, a lock release)."""
     tv = wake_task(h, task, waker)
     if tv is not None:

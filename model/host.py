@@ -127,12 +127,9 @@ class Pcpu:
 # -- hooks -------------------------------------------------------------------
 
 
-def _unwired(name: str) -> Callable[..., None]:
-    def hook(*args: Any) -> None:
-        raise RuntimeError(f"Host.hooks.{name} called, but nothing registered it (model.simulate.build wires it)")
-
-    hook.__name__ = hook.__qualname__ = f"unwired_{name}"
-    return hook
+def _unwired(*args: Any) -> None:
+    """The default of every hook: nothing registered it (``model.simulate.build`` wires them all)."""
+    raise RuntimeError("a Host.hooks hook was called, but nothing registered it (see the traceback for which)")
 
 
 @dataclass(slots=True, eq=False)
@@ -166,12 +163,12 @@ class Hooks:
       rwsem_optimistic_spin() sees need_resched() and the writer goes to sleep.
     """
 
-    sched_in: Callable[[Host, Vcpu], None] = _unwired("sched_in")
-    sched_out: Callable[[Host, Vcpu, bool], None] = _unwired("sched_out")
-    resched_curr: Callable[[Host, Vcpu], None] = _unwired("resched_curr")
-    smt_speed_changed: Callable[[Host, Vcpu], None] = _unwired("smt_speed_changed")
-    vcpu_preempted: Callable[[Host, Vcpu], None] = _unwired("vcpu_preempted")
-    rwsem_spin_need_resched: Callable[[Host, Vcpu, Frame], None] = _unwired("rwsem_spin_need_resched")
+    sched_in: Callable[[Host, Vcpu], None] = _unwired
+    sched_out: Callable[[Host, Vcpu, bool], None] = _unwired
+    resched_curr: Callable[[Host, Vcpu], None] = _unwired
+    smt_speed_changed: Callable[[Host, Vcpu], None] = _unwired
+    vcpu_preempted: Callable[[Host, Vcpu], None] = _unwired
+    rwsem_spin_need_resched: Callable[[Host, Vcpu, Frame], None] = _unwired
 
 
 # -- the host ----------------------------------------------------------------

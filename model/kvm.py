@@ -28,7 +28,7 @@ HALT_POLL_NS_GROW = 2  # halt_poll_ns_grow
 HALT_POLL_NS_SHRINK = 0  # halt_poll_ns_shrink: 0 resets the window to 0
 
 
-def exit_cost(h, v: Vcpu, mean_ns: float) -> int:
+def exit_cost(h: Host, v: Vcpu, mean_ns: float) -> int:
     """One exit's cost: the profile's mean with a mean-1 lognormal spread."""
     sigma = h.prof.exit_cost_jitter
     if sigma <= 0:
@@ -37,7 +37,7 @@ def exit_cost(h, v: Vcpu, mean_ns: float) -> int:
     return max(1, int(mean_ns * math.exp(sigma * z - 0.5 * sigma * sigma)))
 
 
-def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> None:
+def exit_chain(h: Host, v: Vcpu, phases: tuple, cont=None) -> None:
     """Leave the guest for ``phases`` = ((mode, mean_ns, reason, detail[, action]), ...).
 
     ``reason`` None marks a phase that is not an exit (a guest handler inside a
@@ -60,7 +60,7 @@ def exit_chain(h, v: Vcpu, phases: tuple, cont=None) -> None:
     _start_chain(h, v, phases)
 
 
-def _start_chain(h, v: Vcpu, phases: tuple) -> None:
+def _start_chain(h: Host, v: Vcpu, phases: tuple) -> None:
     now = h.engine.now
     booked = []
     total = 0
@@ -79,11 +79,11 @@ def _start_chain(h, v: Vcpu, phases: tuple) -> None:
     v.exit_event = h.engine.after(total, _chain_done, h, v)
 
 
-def simple_exit(h, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=None) -> None:
+def simple_exit(h: Host, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=None) -> None:
     exit_chain(h, v, ((M_EXIT, mean_ns, reason, detail),), cont)
 
 
-def _chain_done(h, v: Vcpu) -> None:
+def _chain_done(h: Host, v: Vcpu) -> None:
     v.exit_event = None
     if v.queued_exits:
         _start_chain(h, v, v.queued_exits.popleft())
@@ -91,7 +91,7 @@ def _chain_done(h, v: Vcpu) -> None:
     reenter(h, v)
 
 
-def reenter(h, v: Vcpu) -> None:
+def reenter(h: Host, v: Vcpu) -> None:
     """End of an exit: halt, reschedule, or enter the guest (vcpu_enter_guest checks)."""
     p = v.pcpu
     if v.halt_requested:
@@ -108,7 +108,7 @@ def reenter(h, v: Vcpu) -> None:
             enter_guest(h, v)
 
 
-def _entry_wait_done(h, v: Vcpu) -> None:
+def _entry_wait_done(h: Host, v: Vcpu) -> None:
     """The busy-wait ran with host interrupts off, after vcpu_enter_guest's request checks: a
     reschedule that came meanwhile interrupts the guest as soon as it is entered."""
     v.exit_event = None
@@ -120,7 +120,7 @@ def _entry_wait_done(h, v: Vcpu) -> None:
         on_resched(h, v)
 
 
-def enter_guest(h, v: Vcpu) -> None:
+def enter_guest(h: Host, v: Vcpu) -> None:
     v.state = GUEST
     v.pcpu.set_mode(M_GUEST, h.engine.now)
     if v.tlb_flush_pending:  # PV TLB flush: KVM_VCPU_FLUSH_TLB honoured on entry
@@ -135,7 +135,7 @@ def enter_guest(h, v: Vcpu) -> None:
 # -- host side: preemption, scheduling in and out ------------------------------
 
 
-def on_resched(h, v: Vcpu) -> None:
+def on_resched(h: Host, v: Vcpu) -> None:
     """The scheduler wants ``v``'s pCPU: make the running vCPU leave at its next chance."""
     if v.state == GUEST:
         # the reschedule IPI / tick interrupts the guest: EXTERNAL_INTERRUPT exit
@@ -146,7 +146,7 @@ def on_resched(h, v: Vcpu) -> None:
     # EXIT: reenter() sees need_resched
 
 
-def preempt_out(h, v: Vcpu) -> None:
+def preempt_out(h: Host, v: Vcpu) -> None:
     """Involuntary schedule-out of a runnable vCPU (kvm_sched_out with TASK_RUNNING).
 
     When __schedule() picks the same task again (nothing else queued, or
@@ -172,7 +172,7 @@ def register(h: Host) -> None:
     hooks.smt_speed_changed = speed_changed
 
 
-def sched_out(h, v: Vcpu, runnable: bool) -> None:
+def sched_out(h: Host, v: Vcpu, runnable: bool) -> None:
     """kvm_sched_out() + kvm_arch_vcpu_put() as the host switches ``v``'s thread out.
 
     Still runnable (``current->on_rq``: preempted): ``preempted`` and
@@ -193,7 +193,7 @@ def sched_out(h, v: Vcpu, runnable: bool) -> None:
         v.steal_preempted = True
 
 
-def sched_in(h, v: Vcpu) -> None:
+def sched_in(h: Host, v: Vcpu) -> None:
     """kvm_sched_in + vcpu_load after the context switch: clear flags, reset PLE."""
     v.exit_event = None
     v.preempted = False
@@ -205,7 +205,7 @@ def sched_in(h, v: Vcpu) -> None:
         reenter(h, v)
 
 
-def speed_changed(h, v: Vcpu) -> None:
+def speed_changed(h: Host, v: Vcpu) -> None:
     """The SMT sibling went busy or idle: re-time the guest work in progress."""
     if v.state == GUEST and v.seg_start >= 0:
         guest.pause(h, v)
@@ -215,7 +215,7 @@ def speed_changed(h, v: Vcpu) -> None:
 # -- HLT and halt-polling -------------------------------------------------------
 
 
-def hlt(h, v: Vcpu) -> None:
+def hlt(h: Host, v: Vcpu) -> None:
     """The guest's idle loop executes HLT: an exit, then kvm_vcpu_halt()."""
     v.halt_requested = True
     simple_exit(h, v, "HLT", h.prof.exit_hlt_ns)
@@ -230,7 +230,7 @@ def runnable_in_halt(v: Vcpu) -> bool:
     return (bool(v.irr) and not v.irqs_off) or v.pv_unhalted
 
 
-def host_polls(h) -> bool:
+def host_polls(h: Host) -> bool:
     """Does kvm_vcpu_block() halt-poll at all for this VM?
 
     Not with halt_poll_ns = 0, nor when the guest wrote MSR_KVM_POLL_CONTROL = 0
@@ -239,7 +239,7 @@ def host_polls(h) -> bool:
     return h.sc.vm.halt_poll_ns > 0 and not h.sc.vm.poll_control
 
 
-def halt(h, v: Vcpu) -> None:
+def halt(h: Host, v: Vcpu) -> None:
     if runnable_in_halt(v):
         v.pv_unhalted = False  # vcpu_block(): leaving KVM_MP_STATE_HALTED clears it
         enter_guest(h, v)
@@ -255,25 +255,25 @@ def halt(h, v: Vcpu) -> None:
     block(h, v)
 
 
-def _poll_expired(h, v: Vcpu) -> None:
+def _poll_expired(h: Host, v: Vcpu) -> None:
     v.exit_event = None
     _stop_poll(h, v)
     block(h, v)
 
 
-def _stop_poll(h, v: Vcpu) -> None:
+def _stop_poll(h: Host, v: Vcpu) -> None:
     h.engine.cancel(v.exit_event)
     v.exit_event = None
     v.polls += 1
 
 
-def block(h, v: Vcpu) -> None:
+def block(h: Host, v: Vcpu) -> None:
     """The thread sleeps until kicked (kvm_vcpu_block's schedule())."""
     v.state = HALTED
     scheduler.leave(h, v.pcpu, v, runnable=False)  # sched_out(h, v, runnable=False) first
 
 
-def kick(h, v: Vcpu) -> None:
+def kick(h: Host, v: Vcpu) -> None:
     """kvm_vcpu_kick(): wake a halted vCPU, or end its halt-poll."""
     if v.state in (POLL, HALTED):
         v.pv_unhalted = False  # vcpu_block(): the halt is over
@@ -292,7 +292,7 @@ def kick(h, v: Vcpu) -> None:
         scheduler.wake(h, v, waker=None)
 
 
-def _adjust_poll_window(h, v: Vcpu) -> None:
+def _adjust_poll_window(h: Host, v: Vcpu) -> None:
     """grow_halt_poll_ns / shrink_halt_poll_ns at the end of kvm_vcpu_block()."""
     limit = h.sc.vm.halt_poll_ns
     if not host_polls(h):
@@ -307,7 +307,7 @@ def _adjust_poll_window(h, v: Vcpu) -> None:
         v.halt_poll_ns = min(limit, max(HALT_POLL_NS_START, cur * HALT_POLL_NS_GROW))
 
 
-def put_irq(h, v: Vcpu, irq) -> None:
+def put_irq(h: Host, v: Vcpu, irq) -> None:
     """An interrupt reaches ``v``'s IRR: take it now, wait for entry, or wake the vCPU."""
     v.irr.append(irq)
     if v.state == GUEST:

@@ -60,10 +60,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import TYPE_CHECKING
 
 from model import guest, spin
-from model.host import Host
 from model.vcpu import GUEST, PVWAIT, SPIN, Frame, Task, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # kernel/locking/qspinlock_paravirt.h and arch/x86/include/asm/spinlock.h (5.x)
 SPIN_THRESHOLD = 1 << 15  # loop iterations before pv_wait (head and nodes)
@@ -84,7 +87,7 @@ HEAD = "head"  # the MCS lock is ours: waiting for the word (pv_wait_head_or_loc
 _STOP_SLACK_NS = 2.0  # a stop event lands up to 1 ns late (whole-ns events): still "at" its point
 
 
-def slowpath(h) -> str:
+def slowpath(h: Host) -> str:
     """The guest's spinlock slowpath, as kvm_spinlock_init() picks it.
 
     With HLT exits disabled (cpu-pm=on, ``hlt_passthrough``) KVM hides
@@ -97,7 +100,7 @@ def slowpath(h) -> str:
     return PARAVIRT if h.sc.features.pv_spinlock else NATIVE
 
 
-def iteration_ns(h) -> float:
+def iteration_ns(h: Host) -> float:
     """One spin-loop iteration: a PAUSE (``pause_cycles``, published per CPU) at the TSC rate."""
     return h.prof.pause_cycles / h.prof.tsc_ghz
 
@@ -139,7 +142,7 @@ class QSpinLock:
         self.saved_flags: dict[Task, bool] = {}  # irqsave: the IF state to restore on unlock
 
 
-def spin_lock(h, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> None:
+def spin_lock(h: Host, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> None:
     """A ``call`` op: take the lock, or spin for it (the task goes on once it holds it).
 
     ``irqsave`` (default: the lock's): spin_lock_irqsave() -- local_irq_save()
@@ -174,7 +177,7 @@ def spin_lock(h, task: Task, lock: QSpinLock, irqsave: bool | None = None) -> No
     v.frames.append(frame)  # executed (and evaluated) when the caller resumes the vCPU
 
 
-def spin_unlock(h, task: Task, lock: QSpinLock) -> None:
+def spin_unlock(h: Host, task: Task, lock: QSpinLock) -> None:
     """A ``call`` op: release the locked byte; with ``_Q_SLOW_VAL`` kick the hashed head.
 
     ``__pv_queued_spin_unlock``: a plain release unless the word holds
@@ -195,12 +198,12 @@ def spin_unlock(h, task: Task, lock: QSpinLock) -> None:
     spin.kick_cpu_hypercall(h, v, kicked.task.vcpu, lambda: guest.advance(h, task))
 
 
-def _hold(h, lock: QSpinLock, task: Task, since: int) -> None:
+def _hold(h: Host, lock: QSpinLock, task: Task, since: int) -> None:
     lock.holder = task
     h.stats.sample(task.vcpu, "lock_waits", h.engine.now - since)
 
 
-def _enqueue(h, w: Waiter) -> None:
+def _enqueue(h: Host, w: Waiter) -> None:
     """xchg_tail(): join the MCS queue; with no predecessor we are the head at once."""
     lock = w.lock
     if not lock.queue:
@@ -216,7 +219,7 @@ def _spinning_now(v: Vcpu, frame: Frame) -> bool:
     return v.state == GUEST and v.seg_start >= 0 and bool(v.frames) and v.frames[-1] is frame
 
 
-def _word_free(h, lock: QSpinLock) -> None:
+def _word_free(h: Host, lock: QSpinLock) -> None:
     """The locked byte just cleared: an executing waiter allowed to take it does so now."""
     if slowpath(h) != NATIVE:
         if lock.pending:  # trylock_clear_pending(): only the head spinning in its loop
@@ -233,7 +236,7 @@ def _word_free(h, lock: QSpinLock) -> None:
     _take(h, takers[0])
 
 
-def _take(h, w: Waiter) -> None:
+def _take(h: Host, w: Waiter) -> None:
     """``w`` takes the free lock word while executing its spin loop."""
     lock = w.lock
     v = w.task.vcpu
@@ -265,14 +268,14 @@ def _take(h, w: Waiter) -> None:
     guest.release_spin(h, v, w.frame, lambda: guest.advance(h, task))
 
 
-def _poke(h, w: Waiter) -> None:
+def _poke(h: Host, w: Waiter) -> None:
     """Something ``w`` polls changed: if it is executing its loop it sees it at once."""
     v = w.task.vcpu
     if _spinning_now(v, w.frame):
         spin.respin(h, v, w.frame)
 
 
-def _poke_stealers(h, lock: QSpinLock) -> None:
+def _poke_stealers(h: Host, lock: QSpinLock) -> None:
     for w in list(lock.stealers):
         if w in lock.stealers:
             _poke(h, w)
@@ -287,7 +290,7 @@ def _successor(w: Waiter) -> Waiter | None:
     return q[i + 1] if i + 1 < len(q) else None
 
 
-def _set_state(h, w: Waiter, state: int) -> None:
+def _set_state(h: Host, w: Waiter, state: int) -> None:
     """WRITE_ONCE(pn->state, ...): the next node's pv_wait_early() may now see it."""
     if w.state != state:
         w.state = state
@@ -296,7 +299,7 @@ def _set_state(h, w: Waiter, state: int) -> None:
             _poke(h, nxt)
 
 
-def _prev_stalled(h, w: Waiter) -> bool:
+def _prev_stalled(h: Host, w: Waiter) -> bool:
     """pv_wait_early()'s condition on our predecessor (5.4+: its state; 4.17-5.3: or preempted)."""
     q = w.lock.queue
     i = q.index(w)
@@ -308,7 +311,7 @@ def _prev_stalled(h, w: Waiter) -> bool:
     return h.sc.features.pv_wait_early and prev.task.vcpu.steal_preempted
 
 
-def qspin_spinning(h, v: Vcpu, f: Frame) -> float | None:
+def qspin_spinning(h: Host, v: Vcpu, f: Frame) -> float | None:
     """The spin loop of ``f`` executes (it just resumed, or something it polls changed).
 
     Returns the spinning (ns) until the waiter's next decision point (inf:
@@ -383,7 +386,7 @@ def qspin_spinning(h, v: Vcpu, f: Frame) -> float | None:
     return None
 
 
-def _node_spinning(h, v: Vcpu, w: Waiter) -> float | None:
+def _node_spinning(h: Host, v: Vcpu, w: Waiter) -> float | None:
     """pv_wait_node(): spin on node->locked; check the predecessor every 256 iterations."""
     f = w.frame
     if f.budget <= _STOP_SLACK_NS:  # SPIN_THRESHOLD iterations spun
@@ -401,13 +404,13 @@ def _node_spinning(h, v: Vcpu, w: Waiter) -> float | None:
     return min(f.budget, period - past)
 
 
-def _node_halt(h, v: Vcpu, w: Waiter) -> None:
+def _node_halt(h: Host, v: Vcpu, w: Waiter) -> None:
     """smp_store_mb(pn->state, vcpu_halted); pv_wait(&pn->state, vcpu_halted)."""
     _set_state(h, w, VCPU_HALTED)
     _pv_wait(h, v, w)
 
 
-def _pv_wait(h, v: Vcpu, w: Waiter) -> None:
+def _pv_wait(h: Host, v: Vcpu, w: Waiter) -> None:
     """pv_wait() -> kvm_wait(): HLT above the spin loop (with IF as the lock call left it)."""
     h.stats.count(v, "pv_waits")
     guest.pause(h, v)
@@ -416,7 +419,7 @@ def _pv_wait(h, v: Vcpu, w: Waiter) -> None:
     guest.resume(h, v)
 
 
-def owner_preempted_qspin(h, v: Vcpu) -> None:
+def owner_preempted_qspin(h: Host, v: Vcpu) -> None:
     """pv_wait_early (4.17-5.3): a waiter's vCPU is put; the next node's check may now fire."""
     for f in v.frames:
         if f.kind == SPIN and f.spin_kind == "qspin" and f.waiter is not None:
@@ -425,7 +428,7 @@ def owner_preempted_qspin(h, v: Vcpu) -> None:
                 h.engine.after(0, _poke_if_waiting, h, nxt)  # after kvm_sched_out sets the preempted bit
 
 
-def _poke_if_waiting(h, w: Waiter) -> None:
+def _poke_if_waiting(h: Host, w: Waiter) -> None:
     if w.frame.waiter is w:
         _poke(h, w)
 
@@ -452,12 +455,12 @@ def _owner_running(sem: RwSem) -> bool:
     return sem.owner is not None and not sem.owner.vcpu.steal_preempted
 
 
-def _handoff(h, sem: RwSem) -> bool:
+def _handoff(h: Host, sem: RwSem) -> bool:
     """The head sleeper waited past RWSEM_WAIT_TIMEOUT: spinners may not steal."""
     return bool(sem.queue) and h.engine.now - sem.queue[0][2] > RWSEM_WAIT_TIMEOUT_NS
 
 
-def down_read(h, task: Task, sem: RwSem) -> None:
+def down_read(h: Host, task: Task, sem: RwSem) -> None:
     if sem.owner is None and not sem.queue and not _writer_spinning(sem):
         sem.readers += 1
         guest.advance(h, task)
@@ -468,14 +471,14 @@ def down_read(h, task: Task, sem: RwSem) -> None:
         _sleep(h, task, sem, wants_write=False)
 
 
-def up_read(h, task: Task, sem: RwSem) -> None:
+def up_read(h: Host, task: Task, sem: RwSem) -> None:
     sem.readers -= 1
     if sem.readers == 0:
         _hand_over(h, task.vcpu, sem)
     guest.advance(h, task)
 
 
-def down_write(h, task: Task, sem: RwSem) -> None:
+def down_write(h: Host, task: Task, sem: RwSem) -> None:
     if sem.owner is None and sem.readers == 0 and not _handoff(h, sem):
         sem.owner = task
         guest.advance(h, task)
@@ -489,7 +492,7 @@ def down_write(h, task: Task, sem: RwSem) -> None:
         _sleep(h, task, sem, wants_write=True)
 
 
-def up_write(h, task: Task, sem: RwSem) -> None:
+def up_write(h: Host, task: Task, sem: RwSem) -> None:
     sem.owner = None
     _hand_over(h, task.vcpu, sem)
     guest.advance(h, task)
@@ -499,18 +502,18 @@ def _writer_spinning(sem: RwSem) -> bool:
     return bool(sem.spinners) and any(w for _, w in sem.spinners.values())
 
 
-def _spin(h, task: Task, sem: RwSem, wants_write: bool, budget: float) -> None:
+def _spin(h: Host, task: Task, sem: RwSem, wants_write: bool, budget: float) -> None:
     frame = Frame(SPIN, kernel=True, spin_kind="rwsem", budget=budget)
     sem.spinners[task] = (frame, wants_write)
     task.vcpu.frames.append(frame)
 
 
-def _sleep(h, task: Task, sem: RwSem, wants_write: bool) -> None:
+def _sleep(h: Host, task: Task, sem: RwSem, wants_write: bool) -> None:
     sem.queue.append((task, wants_write, h.engine.now))
     guest.block(h, task)
 
 
-def _hand_over(h, waker: Vcpu, sem: RwSem) -> None:
+def _hand_over(h: Host, waker: Vcpu, sem: RwSem) -> None:
     """The lock is free: running spinners take it, else (or on handoff) the sleepers do."""
     if not _handoff(h, sem):
         running = [(t, f, w) for t, (f, w) in sem.spinners.items() if _executing(t.vcpu, f)]
@@ -548,24 +551,24 @@ def _executing(v: Vcpu, frame: Frame) -> bool:
     return v.state == GUEST and bool(v.frames) and v.frames[-1] is frame
 
 
-def _wake_with(h, waker: Vcpu, task: Task, then) -> None:
+def _wake_with(h: Host, waker: Vcpu, task: Task, then) -> None:
     task.resume_with = then
     guest.wake(h, task, waker)
 
 
-def _spinners_to_sleep(h, sem: RwSem) -> None:
+def _spinners_to_sleep(h: Host, sem: RwSem) -> None:
     """Spinners whose owner vanished or was preempted give up and queue to sleep."""
     for spinner, (frame, wants_write) in list(sem.spinners.items()):
         del sem.spinners[spinner]
         guest.release_spin(h, spinner.vcpu, frame, lambda s=spinner, w=wants_write: _sleep(h, s, sem, w))
 
 
-def spin_budget_spent(h, v: Vcpu, frame: Frame) -> None:
+def spin_budget_spent(h: Host, v: Vcpu, frame: Frame) -> None:
     """An rwsem reader-owned spin ran out: the writer goes to sleep."""
     spinner_need_resched(h, v, frame)
 
 
-def spinner_need_resched(h, v: Vcpu, frame: Frame) -> None:
+def spinner_need_resched(h: Host, v: Vcpu, frame: Frame) -> None:
     """An rwsem spinner stops (need_resched, or its spin budget is spent) and sleeps."""
     sem = v.vm.mm.mmap_sem
     for task, (f, wants_write) in list(sem.spinners.items()):
@@ -581,7 +584,7 @@ def register(h: Host) -> None:
     h.hooks.rwsem_spin_need_resched = spinner_need_resched
 
 
-def owner_preempted(h, v: Vcpu) -> None:
+def owner_preempted(h: Host, v: Vcpu) -> None:
     """``hooks.vcpu_preempted`` (kvm_sched_out of a runnable ``v``): rwsem spinners stop when the
     owner's vCPU is preempted (owner_on_cpu() reads vcpu_is_preempted()); with ``pv_wait_early``
     the next node of a spinlock waiter on ``v`` may halt."""

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.result import METRIC_NAMES, ExitRow
 from model.vcpu import Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 MEASURED_VM = 0
 CI_BATCHES = 20  # batches of the measured window for the batch-means intervals
@@ -172,7 +176,7 @@ def _pct(values: list[int], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else math.nan
 
 
-def compute(h, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_s: float) -> dict[str, float]:
+def compute(h: Host, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]], wall_s: float) -> dict[str, float]:
     """The fixed metrics record of a finished run."""
     st: Stats = h.stats
     sim_ns = h.engine.now - st.t_start

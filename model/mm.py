@@ -64,10 +64,15 @@ here; the atomics are the cost.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from model import locks, tlb
 from model.vcpu import Task
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 PAGE_SIZE = 4096  # x86 base page (4 KiB pages: the arena heap is trimmed page by page)
 PAGEVEC_SIZE = 15  # include/linux/pagevec.h: lru_cache_add drains at the 15th page
@@ -120,7 +125,7 @@ class SharedLine:
         """RMWs are queued for the line or in flight: other CPUs wait for it."""
         return self.free_at > now
 
-    def rmw(self, h, v, count: int = 1) -> float:
+    def rmw(self, h: Host, v, count: int = 1) -> float:
         now = h.engine.now
         prof = h.prof
         pcpu = v.pcpu
@@ -134,13 +139,13 @@ class SharedLine:
         return t - now
 
 
-def _stall_work(h, v, stall: float) -> float:
+def _stall_work(h: Host, v, stall: float) -> float:
     """Stall ns as guest work: a WORK frame runs at the SMT speed, a wait for a cache line does not."""
     sib = v.pcpu.sibling
     return stall * (h.prof.smt_speed if sib is not None and h.pcpus[sib].curr is not None else 1.0)
 
 
-def _down_read_trylock(h, v, mm: Mm) -> float:
+def _down_read_trylock(h: Host, v, mm: Mm) -> float:
     """The line transfers of __down_read_trylock (5.1+): the stall, as guest work."""
     line = mm.mmap_sem_line
     # the first cmpxchg expects RWSEM_UNLOCKED_VALUE: it fails while another reader is inside
@@ -152,7 +157,7 @@ def _down_read_trylock(h, v, mm: Mm) -> float:
     return _stall_work(h, v, stall)
 
 
-def _rwsem_rmw(h, v, mm: Mm) -> float:
+def _rwsem_rmw(h: Host, v, mm: Mm) -> float:
     """One locked RMW on the rwsem's line (__down_read's fetch_add, __up_read's add_return)."""
     return _stall_work(h, v, mm.mmap_sem_line.rmw(h, v))
 
@@ -175,7 +180,7 @@ class Mm:
         self.call_single_queue: list[list] = [[] for _ in range(nr_cpus)]  # per-CPU csd llist (kernel/smp.c)
 
 
-def _locked(h, task: Task, lock: locks.QSpinLock, misses: float, hits: float, counter: str):
+def _locked(h: Host, task: Task, lock: locks.QSpinLock, misses: float, hits: float, counter: str):
     """spin_lock_irqsave(lock); work of ``misses`` + ``hits`` cache lines; spin_unlock_irqrestore(lock)."""
     h.stats.count(task.vcpu, counter)
     prof = h.prof
@@ -184,7 +189,7 @@ def _locked(h, task: Task, lock: locks.QSpinLock, misses: float, hits: float, co
     yield ("call", locks.spin_unlock, lock)
 
 
-def fault_in(h, task: Task, mm: Mm, pages: int):
+def fault_in(h: Host, task: Task, mm: Mm, pages: int):
     """memcpy() into the regrown heap: each destination page faults (do_anonymous_page).
 
     Per page: ``down_read_trylock`` (its line transfers), the fault (entry,
@@ -220,7 +225,7 @@ def fault_in(h, task: Task, mm: Mm, pages: int):
         yield ("run", _rwsem_rmw(h, task.vcpu, mm) + copy_ns, False)
 
 
-def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
+def madvise_dontneed(h: Host, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
     yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
     stall = _rwsem_rmw(h, task.vcpu, mm)  # __down_read: atomic_long_fetch_add_acquire
@@ -257,7 +262,7 @@ def madvise_dontneed(h, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     yield ("run", _rwsem_rmw(h, task.vcpu, mm), True)  # __up_read: atomic_long_add_return_release
 
 
-def _lru_add_drain(h, task: Task, mm: Mm):
+def _lru_add_drain(h: Host, task: Task, mm: Mm):
     """lru_add_drain(): this CPU's partly filled pagevec goes onto the LRU."""
     cpu = task.vcpu.index
     n = mm.pagevec[cpu]

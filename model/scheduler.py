@@ -48,7 +48,7 @@ def slice_ns(nr_running: int) -> int:
     return max(period // max(nr_running, 1), CFS.min_granularity_ns)
 
 
-def update_curr(h, p: Pcpu) -> None:
+def update_curr(h: Host, p: Pcpu) -> None:
     """Charge the running thread's run time to its vruntime; advance min_vruntime."""
     now = h.engine.now
     curr = p.curr
@@ -66,7 +66,7 @@ def update_curr(h, p: Pcpu) -> None:
 # -- waking and placing ------------------------------------------------------
 
 
-def select_pcpu(h, v: Vcpu) -> Pcpu:
+def select_pcpu(h: Host, v: Vcpu) -> Pcpu:
     """Wake-up placement (MODEL.md section 2; select_idle_sibling in spirit)."""
     if v.pinned is not None:
         return h.pcpus[v.pinned]
@@ -88,7 +88,7 @@ def _idle(p: Pcpu) -> bool:
     return p.curr is None and not p.rq
 
 
-def wake(h, v: Vcpu, waker: Pcpu | None) -> None:
+def wake(h: Host, v: Vcpu, waker: Pcpu | None) -> None:
     """try_to_wake_up of a blocked vCPU thread: place, enqueue, maybe preempt."""
     p = select_pcpu(h, v)
     _migrate_vruntime(v, p)
@@ -99,7 +99,7 @@ def wake(h, v: Vcpu, waker: Pcpu | None) -> None:
     enqueue(h, p, v, remote=waker is not p)
 
 
-def enqueue(h, p: Pcpu, v: Vcpu, remote: bool) -> None:
+def enqueue(h: Host, p: Pcpu, v: Vcpu, remote: bool) -> None:
     v.pcpu = p
     p.rq.append(v)
     if p.curr is None:
@@ -116,7 +116,7 @@ def enqueue(h, p: Pcpu, v: Vcpu, remote: bool) -> None:
         _arm_slice(h, p)
 
 
-def _pick_on_idle(h, p: Pcpu) -> None:
+def _pick_on_idle(h: Host, p: Pcpu) -> None:
     p.pick_pending = False
     if p.curr is None:
         schedule(h, p)
@@ -131,7 +131,7 @@ def _migrate_vruntime(v: Vcpu, dst: Pcpu) -> None:
 # -- running -----------------------------------------------------------------
 
 
-def resched(h, p: Pcpu) -> None:
+def resched(h: Host, p: Pcpu) -> None:
     """resched_curr(): the running thread must leave at its next chance."""
     if p.need_resched or p.curr is None:
         return
@@ -139,7 +139,7 @@ def resched(h, p: Pcpu) -> None:
     h.hooks.resched_curr(h, p.curr)
 
 
-def _arm_slice(h, p: Pcpu) -> None:
+def _arm_slice(h: Host, p: Pcpu) -> None:
     """Slice end as one re-armable timer: check_preempt_tick()'s ideal_runtime rule.
 
     Re-armed on every enqueue, pick and switch (the deadline moves with
@@ -157,7 +157,7 @@ def _arm_slice(h, p: Pcpu) -> None:
     timer.arm(max(now, end))
 
 
-def _slice_expired(h, p: Pcpu) -> None:
+def _slice_expired(h: Host, p: Pcpu) -> None:
     if p.rq:
         resched(h, p)
 
@@ -197,7 +197,7 @@ def pick_next(p: Pcpu) -> Vcpu | None:
     return pick
 
 
-def picks_again(h, p: Pcpu, v: Vcpu) -> bool:
+def picks_again(h: Host, p: Pcpu, v: Vcpu) -> bool:
     """Would ``__schedule()`` pick the running ``v`` again?
 
     put_prev_entity() puts the still-runnable prev back in the tree and
@@ -206,7 +206,7 @@ def picks_again(h, p: Pcpu, v: Vcpu) -> bool:
     return _choose(p, [*p.rq, v]) is v
 
 
-def keep_running(h, p: Pcpu, v: Vcpu) -> None:
+def keep_running(h: Host, p: Pcpu, v: Vcpu) -> None:
     """prev == next in ``__schedule()``: no context switch, no sched-out/in notifier.
 
     set_next_entity() still restarts the slice (prev_sum_exec_runtime)."""
@@ -221,7 +221,7 @@ def _vruntime_key(v: Vcpu) -> tuple[int, int]:
     return (v.vruntime, v.gid)
 
 
-def schedule(h, p: Pcpu) -> None:
+def schedule(h: Host, p: Pcpu) -> None:
     """__schedule() on a pCPU whose current thread has left (or that is idle)."""
     p.need_resched = False
     update_curr(h, p)
@@ -240,7 +240,7 @@ def schedule(h, p: Pcpu) -> None:
     switch_to(h, p, nxt)
 
 
-def switch_to(h, p: Pcpu, v: Vcpu) -> None:
+def switch_to(h: Host, p: Pcpu, v: Vcpu) -> None:
     """Context switch to ``v``; it enters the guest after the switch and vcpu_load."""
     now = h.engine.now
     was_idle = p.curr is None and p.mode == IDLE
@@ -258,7 +258,7 @@ def switch_to(h, p: Pcpu, v: Vcpu) -> None:
     v.exit_event = h.engine.after(cost, h.hooks.sched_in, h, v)  # finish_task_switch: preempt notifiers' sched_in
 
 
-def leave(h, p: Pcpu, v: Vcpu, runnable: bool) -> None:
+def leave(h: Host, p: Pcpu, v: Vcpu, runnable: bool) -> None:
     """The running thread stops: preempted or yielding (runnable) or blocked.
 
     The caller has ruled out ``__schedule()`` picking ``v`` again
@@ -273,7 +273,7 @@ def leave(h, p: Pcpu, v: Vcpu, runnable: bool) -> None:
     schedule(h, p)
 
 
-def _sibling_changed(h, p: Pcpu) -> None:
+def _sibling_changed(h: Host, p: Pcpu) -> None:
     """SMT: the sibling's guest code changes speed when this pCPU goes busy or idle."""
     if p.sibling is not None:
         other = h.pcpus[p.sibling].curr
@@ -284,7 +284,7 @@ def _sibling_changed(h, p: Pcpu) -> None:
 # -- yield_to ----------------------------------------------------------------
 
 
-def yield_to(h, me: Vcpu, target: Vcpu) -> str:
+def yield_to(h: Host, me: Vcpu, target: Vcpu) -> str:
     """yield_to() + yield_to_task_fair(); the caller then schedules if YIELDED."""
     mine, theirs = me.pcpu, target.pcpu
     if mine.nr_running == 1 and theirs.nr_running == 1:
@@ -302,7 +302,7 @@ def yield_to(h, me: Vcpu, target: Vcpu) -> str:
 # -- balancing (pinning: none) -------------------------------------------------
 
 
-def _end_idle(h, p: Pcpu) -> None:
+def _end_idle(h: Host, p: Pcpu) -> None:
     """ttwu_do_wakeup() on an idle rq: fold the idle period into avg_idle (update_avg, capped)."""
     if p.idle_stamp >= 0:
         sample = h.engine.now - p.idle_stamp
@@ -311,7 +311,7 @@ def _end_idle(h, p: Pcpu) -> None:
         p.idle_stamp = -1
 
 
-def _domains(h, p: Pcpu) -> list[list[Pcpu]]:
+def _domains(h: Host, p: Pcpu) -> list[list[Pcpu]]:
     """The sched domains above ``p``, lowest first: SMT sibling, socket (MC/LLC), host (NUMA)."""
     levels = []
     if p.sibling is not None:
@@ -322,7 +322,7 @@ def _domains(h, p: Pcpu) -> list[list[Pcpu]]:
     return levels
 
 
-def newidle_balance(h, p: Pcpu) -> bool:
+def newidle_balance(h: Host, p: Pcpu) -> bool:
     """newidle_balance(): ``p`` is about to go idle; pull one runnable thread now.
 
     Rules kept from kernel/sched/fair.c: skipped when ``avg_idle`` is below
@@ -356,11 +356,11 @@ def newidle_balance(h, p: Pcpu) -> bool:
     return False
 
 
-def start_balancing(h) -> None:
+def start_balancing(h: Host) -> None:
     h.engine.after(CFS.balance_interval_ns, _balance, h)
 
 
-def _balance(h) -> None:
+def _balance(h: Host) -> None:
     """Periodic load balance: move runnable threads from the busiest queues to idle pCPUs."""
     idle = [p for p in h.pcpus if _idle(p) and not p.pick_pending]
     if idle:

@@ -16,21 +16,25 @@ posted interrupt pending.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from model import apic, guest, kvm, locks, scheduler
 from model.vcpu import GUEST, HALTED, Frame, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 ON_SPIN_PASSES = 2  # kvm_vcpu_on_spin: two passes round-robin from last_boosted_vcpu
 ON_SPIN_ESRCH_TRIES = 3  # kvm_vcpu_on_spin: "int try = 3"
 
 
-def reset_window(h, v: Vcpu) -> None:
+def reset_window(h: Host, v: Vcpu) -> None:
     """shrink_ple_window on sched-in: ple_window_shrink = 0 resets to the base."""
     prof = h.prof
     v.ple_window = prof.ple_window_cycles if prof.vendor == "intel" else prof.pause_filter_count
 
 
-def _grow_window(h, v: Vcpu) -> None:
+def _grow_window(h: Host, v: Vcpu) -> None:
     prof = h.prof
     if prof.vendor == "intel":
         v.ple_window = min(v.ple_window * prof.ple_window_grow, prof.ple_window_max_cycles)
@@ -38,7 +42,7 @@ def _grow_window(h, v: Vcpu) -> None:
         v.ple_window = min(v.ple_window * prof.ple_window_grow, prof.pause_filter_count_max)
 
 
-def window_ns(h, v: Vcpu) -> int:
+def window_ns(h: Host, v: Vcpu) -> int:
     prof = h.prof
     if v.ple_window <= 0:
         reset_window(h, v)
@@ -47,7 +51,7 @@ def window_ns(h, v: Vcpu) -> int:
     return max(1, int(v.ple_window * prof.pause_cycles / prof.tsc_ghz))
 
 
-def spinning(h, v: Vcpu, f: Frame) -> None:
+def spinning(h: Host, v: Vcpu, f: Frame) -> None:
     """A SPIN frame starts (or resumes) executing on ``v``: a fresh PLE window opens.
 
     The PLE counter restarts at every VM entry, so each stretch of guest
@@ -56,14 +60,14 @@ def spinning(h, v: Vcpu, f: Frame) -> None:
     _arm(h, v, f)
 
 
-def respin(h, v: Vcpu, f: Frame) -> None:
+def respin(h: Host, v: Vcpu, f: Frame) -> None:
     """What the executing loop ``f`` polls changed: it re-decides now, in the same PLE window."""
     guest.pause(h, v)
     v.seg_start = h.engine.now
     _arm(h, v, f)
 
 
-def _arm(h, v: Vcpu, f: Frame) -> None:
+def _arm(h: Host, v: Vcpu, f: Frame) -> None:
     """Schedule the loop's next stop: the PLE exit or its own decision point, whichever first."""
     if f.spin_kind == "qspin":
         stop = locks.qspin_spinning(h, v, f)
@@ -82,7 +86,7 @@ def _arm(h, v: Vcpu, f: Frame) -> None:
         v.seg_event = h.engine.after(max(1, math.ceil(stop)), _stop, h, v, f)
 
 
-def _stop(h, v: Vcpu, f: Frame) -> None:
+def _stop(h: Host, v: Vcpu, f: Frame) -> None:
     """The loop reached a decision point (PV spinlock threshold or check, rwsem reader spin)."""
     v.seg_event = None
     guest.pause(h, v)
@@ -95,7 +99,7 @@ def _stop(h, v: Vcpu, f: Frame) -> None:
         guest.resume(h, v)
 
 
-def _ple_exit(h, v: Vcpu) -> None:
+def _ple_exit(h: Host, v: Vcpu) -> None:
     """The PLE window ran out: PAUSE exit, then kvm_vcpu_on_spin()."""
     v.seg_event = None
     _grow_window(h, v)
@@ -105,7 +109,7 @@ def _ple_exit(h, v: Vcpu) -> None:
         v.pcpu.need_resched = True  # yield_to() then schedule() on the spinner's pCPU
 
 
-def on_spin(h, me: Vcpu, yield_to_kernel_mode: bool) -> bool:
+def on_spin(h: Host, me: Vcpu, yield_to_kernel_mode: bool) -> bool:
     """kvm_vcpu_on_spin(): boost one candidate vCPU of the VM; True if we yielded."""
     feat = h.sc.features
     vm = me.vm
@@ -155,21 +159,21 @@ def _eligible_for_directed_yield(v: Vcpu) -> bool:
     return eligible
 
 
-def directed_yield(h, me: Vcpu, target: Vcpu) -> str:
+def directed_yield(h: Host, me: Vcpu, target: Vcpu) -> str:
     """kvm_vcpu_yield_to(): yield_to() with the counters the metrics report."""
     outcome = scheduler.yield_to(h, me, target)
     h.stats.directed_yield(me, outcome)
     return outcome
 
 
-def sched_yield_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
+def sched_yield_hypercall(h: Host, me: Vcpu, target: Vcpu, cont) -> None:
     """KVM_HC_SCHED_YIELD (f85f6e7bd1d2): a VMCALL exit, then ``kvm_sched_yield()``."""
     h.stats.pv_sched_yield(me)
     kvm.simple_exit(h, me, "VMCALL", h.prof.exit_vmcall_ns, "SCHED_YIELD", cont)
     _kvm_sched_yield(h, me, target)
 
 
-def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
+def kick_cpu_hypercall(h: Host, me: Vcpu, target: Vcpu, cont) -> None:
     """KVM_HC_KICK_CPU from the unlocker (kvm_kick_cpu): a VMCALL exit, then
     ``kvm_pv_kick_cpu_op()`` -- an APIC_DM_REMRD message, which
     ``__apic_accept_irq()`` turns into ``pv_unhalted = 1`` + ``kvm_vcpu_kick()``
@@ -191,7 +195,7 @@ def kick_cpu_hypercall(h, me: Vcpu, target: Vcpu, cont) -> None:
         h.stats.queue_head_boost(me)
 
 
-def _kvm_sched_yield(h, me: Vcpu, target: Vcpu) -> bool:
+def _kvm_sched_yield(h: Host, me: Vcpu, target: Vcpu) -> bool:
     """kvm_sched_yield() (arch/x86/kvm/x86.c): ``kvm_vcpu_yield_to(target)``.
 
     266e85a5ec91 added ``READ_ONCE(target->ready)`` to the condition (hosts

@@ -46,11 +46,15 @@ as soon as the guest is entered.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from model import guest, kvm
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.vcpu import EXIT, GUEST, HALTED, Irq, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 TICK_WORK_NS = 1_500  # assumed: scheduler_tick + hrtimer bookkeeping in the guest per tick
 
@@ -62,7 +66,7 @@ LAPIC_TIMER_ADVANCE_NS_MAX = 5_000
 LAPIC_TIMER_ADVANCE_ADJUST_STEP = 8  # step-by-step approximation to mitigate fluctuation
 
 
-def hw_timer(h) -> bool:
+def hw_timer(h: Host) -> bool:
     """kvm_can_use_hv_timer(): the VMX preemption timer (Intel), unless MWAIT is passed through.
 
     Resolved in the scenario as ``vm.hv_timer`` (model.kernels: Intel with a
@@ -70,17 +74,17 @@ def hw_timer(h) -> bool:
     return h.sc.vm.hv_timer
 
 
-def mwait_in_guest(h) -> bool:
+def mwait_in_guest(h: Host) -> bool:
     """kvm_mwait_in_guest(): cpu-pm=on passes MWAIT through (the scenario's VM hint)."""
     return h.sc.vm.cpu_pm
 
 
-def apicv_active(h) -> bool:
+def apicv_active(h: Host) -> bool:
     """vcpu->arch.apicv_active on Intel (the timer fastpath is VMX-only)."""
     return h.sc.vm.apicv and h.prof.has_apicv
 
 
-def exit_request(h, v: Vcpu) -> bool:
+def exit_request(h: Host, v: Vcpu) -> bool:
     """kvm_vcpu_exit_request(): a pending request, a signal, need_resched, EXITING_GUEST_MODE.
 
     Of these the model has the host's need_resched and the requests that a
@@ -89,7 +93,7 @@ def exit_request(h, v: Vcpu) -> bool:
     return v.pcpu.need_resched or (bool(v.irr) and not apicv_active(h))
 
 
-def fastpath_reenters(h, v: Vcpu, expired: bool) -> bool:
+def fastpath_reenters(h: Host, v: Vcpu, expired: bool) -> bool:
     """Does a fastpath-handled timer exit re-enter the guest at once?
 
     ``expired``: the timer expired in the fastpath (a preemption-timer exit, or
@@ -100,12 +104,12 @@ def fastpath_reenters(h, v: Vcpu, expired: bool) -> bool:
     return not exit_request(h, v)
 
 
-def advance_dynamic(h) -> bool:
+def advance_dynamic(h: Host) -> bool:
     """lapic_timer_advance_dynamic: kvm.lapic_timer_advance_ns = -1."""
     return h.sc.host.lapic_timer_advance_ns == -1
 
 
-def advance_ns(h, v: Vcpu) -> int:
+def advance_ns(h: Host, v: Vcpu) -> int:
     """apic->lapic_timer.timer_advance_ns, set by kvm_create_lapic (-1: LAPIC_TIMER_ADVANCE_NS_INIT)."""
     if v.timer_advance_ns is None:
         param = h.sc.host.lapic_timer_advance_ns
@@ -113,7 +117,7 @@ def advance_ns(h, v: Vcpu) -> int:
     return v.timer_advance_ns
 
 
-def _arm_fraction(h, fast: bool) -> float:
+def _arm_fraction(h: Host, fast: bool) -> float:
     """How far into the MSR 0x6e0 exit the timer is programmed (kvm_set_lapic_tscdeadline_msr).
 
     Derived: the MSR-write handler programs the timer where the ICR handler of the same exit
@@ -124,7 +128,7 @@ def _arm_fraction(h, fast: bool) -> float:
     return prof.icr_send_slow_ns / prof.exit_msr_icr_ns
 
 
-def arm_phase(h, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
+def arm_phase(h: Host, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
     """The MSR 0x6e0 write exit (handle_fastpath_set_tscdeadline on the fastpath) and whether the
     deadline, less the advance, has passed when the timer is programmed (start_hv_timer /
     start_sw_tscdeadline -> apic_timer_expired in the exit)."""
@@ -144,14 +148,14 @@ def arm_phase(h, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
     return (M_EXIT, ns, None, ""), expired  # recorded here: reason None keeps its cost exact
 
 
-def arm_cost(h) -> float:
+def arm_cost(h: Host) -> float:
     """The TSC-deadline write of a tick re-arm (a future deadline: no request raised)."""
     if hw_timer(h) and h.sc.features.timer_fastpath:
         return h.prof.exit_msr_tscdeadline_fast_ns
     return h.prof.exit_msr_tscdeadline_ns
 
 
-def expiry_phase(h, v: Vcpu) -> tuple:
+def expiry_phase(h: Host, v: Vcpu) -> tuple:
     """The exit a timer expiry causes while the vCPU runs guest code."""
     prof = h.prof
     if hw_timer(h):
@@ -171,7 +175,7 @@ def expiry_phase(h, v: Vcpu) -> tuple:
 # -- workload timers (cyclictest, vmexit tscdeadline) ---------------------------------
 
 
-def arm(h, v: Vcpu, deadline_ns: int, on_handled: Callable[[], None], cont) -> None:
+def arm(h: Host, v: Vcpu, deadline_ns: int, on_handled: Callable[[], None], cont) -> None:
     """The guest writes TSC_DEADLINE: an exit, then the timer fires at ``deadline_ns``.
 
     ``on_handled`` runs when the guest's timer handler has run; ``cont`` when
@@ -191,12 +195,12 @@ def arm(h, v: Vcpu, deadline_ns: int, on_handled: Callable[[], None], cont) -> N
     kvm.exit_chain(h, v, (phase,), cont)
 
 
-def _expire(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+def _expire(h: Host, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
     v.timer_event = None
     fire(h, v, irq, deadline_ns)
 
 
-def fire(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+def fire(h: Host, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
     """A guest timer programmed for ``deadline_ns`` (less the advance) expires now."""
     if v.state == GUEST:
         v.expired_tscdeadline = deadline_ns
@@ -212,13 +216,13 @@ def fire(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
         kvm.put_irq(h, v, irq)
 
 
-def _sw_expired(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+def _sw_expired(h: Host, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
     """apic_timer_fn: the host hrtimer of a blocked vCPU (kvm_lapic_switch_to_sw_timer) fired."""
     v.expired_tscdeadline = deadline_ns
     kvm.put_irq(h, v, irq)
 
 
-def _hv_expired_at_entry(h, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
+def _hv_expired_at_entry(h: Host, v: Vcpu, irq: Irq, deadline_ns: int) -> None:
     v.expired_tscdeadline = deadline_ns
     v.irr.append(irq)
     h.stats.count(v, "timer_hv_expired_at_entry")
@@ -230,7 +234,7 @@ def _timer_irq_pending(v: Vcpu) -> bool:
     return any(irq.kind in ("timer", "tick") for irq in v.irr)
 
 
-def wait_to_deadline(h, v: Vcpu, check_ns: int, deadline_ns: int) -> int:
+def wait_to_deadline(h: Host, v: Vcpu, check_ns: int, deadline_ns: int) -> int:
     """__kvm_wait_lapic_expire at ``check_ns``: the busy-wait to the deadline, bounded by the
     advance (__wait_lapic_expire), then adjust_lapic_timer_advance when adaptive."""
     advance = advance_ns(h, v)
@@ -249,7 +253,7 @@ def wait_to_deadline(h, v: Vcpu, check_ns: int, deadline_ns: int) -> int:
     return int(wait)
 
 
-def entry_wait(h, v: Vcpu) -> int:
+def entry_wait(h: Host, v: Vcpu) -> int:
     """kvm_wait_lapic_expire() before VM entry (vmx_vcpu_run / svm_vcpu_run): ns to busy-wait.
 
     Called at the end of the exit; the check itself is ``timer_wait_entry_ns``
@@ -265,7 +269,7 @@ def entry_wait(h, v: Vcpu) -> int:
 # -- the guest tick -----------------------------------------------------------------
 
 
-def tick_start(h, v: Vcpu) -> None:
+def tick_start(h: Host, v: Vcpu) -> None:
     """The vCPU leaves idle: restart its tick at the next jiffy boundary.
 
     tick_nohz_idle_exit() re-arms the sched tick on the jiffy grid, not one
@@ -279,11 +283,11 @@ def tick_start(h, v: Vcpu) -> None:
         _schedule_tick(h, v, deadline)
 
 
-def _schedule_tick(h, v: Vcpu, deadline: int) -> None:
+def _schedule_tick(h: Host, v: Vcpu, deadline: int) -> None:
     v.tick_event = h.engine.at(max(h.engine.now, deadline - advance_ns(h, v)), _tick, h, v, deadline)
 
 
-def _tick(h, v: Vcpu, deadline: int) -> None:
+def _tick(h: Host, v: Vcpu, deadline: int) -> None:
     v.tick_event = None
     if v.gcurr is None:
         return  # NOHZ idle: the tick is stopped
@@ -303,7 +307,7 @@ def _tick(h, v: Vcpu, deadline: int) -> None:
     fire(h, v, irq, deadline)
 
 
-def _expiry_exit_to_deadline(h, v: Vcpu, deadline: int) -> tuple:
+def _expiry_exit_to_deadline(h: Host, v: Vcpu, deadline: int) -> tuple:
     """The expiry exit of a chain whose handler follows it: its cost, then kvm_wait_lapic_expire's
     busy-wait at its end (the vector is in IRR), recorded as one exit."""
     _, mean, reason, detail = expiry_phase(h, v)
@@ -314,7 +318,7 @@ def _expiry_exit_to_deadline(h, v: Vcpu, deadline: int) -> tuple:
     return (M_EXIT, ns, None, "")
 
 
-def _rearm(h, v: Vcpu) -> None:
+def _rearm(h: Host, v: Vcpu) -> None:
     """The tick handler ran late (the vCPU was away): re-arm with an MSR write."""
     if v.gcurr is not None and v.tick_event is None:
         _schedule_tick(h, v, h.engine.now + h.tick_ns)

@@ -32,8 +32,13 @@ Shootdowns from many senders run concurrently: each has its own
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import apic, guest, spin
 from model.vcpu import SPIN, Frame, Irq, Task, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 
 class CallFunctionMany:
@@ -47,7 +52,7 @@ class CallFunctionMany:
         self.task = task
 
 
-def flush_targets(h, v: Vcpu, freed_tables: bool) -> tuple[list[Vcpu], list[Vcpu], int]:
+def flush_targets(h: Host, v: Vcpu, freed_tables: bool) -> tuple[list[Vcpu], list[Vcpu], int]:
     """(IPI-or-queue targets, PV-deferred targets, lazy CPUs skipped) of a flush from ``v``."""
     pv = h.sc.features.pv_tlb_flush
     targets: list[Vcpu] = []
@@ -66,7 +71,7 @@ def flush_targets(h, v: Vcpu, freed_tables: bool) -> tuple[list[Vcpu], list[Vcpu
     return targets, deferred, lazy
 
 
-def flush_tlb_others(h, task: Task, mm, freed_tables: bool) -> None:
+def flush_tlb_others(h: Host, task: Task, mm, freed_tables: bool) -> None:
     """A ``call`` op: flush the mm's other CPUs; the task goes on when all acknowledged."""
     v = task.vcpu
     targets, deferred, lazy = flush_targets(h, v, freed_tables)
@@ -99,7 +104,7 @@ def flush_tlb_others(h, task: Task, mm, freed_tables: bool) -> None:
         apic.send(h, v, ipi, irqs, lambda: _after_send(h, v, call, ipi), multicast=True)
 
 
-def _after_send(h, v: Vcpu, call: CallFunctionMany, ipi: list[Vcpu]) -> None:
+def _after_send(h: Host, v: Vcpu, call: CallFunctionMany, ipi: list[Vcpu]) -> None:
     """kvm_smp_send_call_func_ipi: after the mask send, yield to the first preempted target."""
     if call.pending == 0 or not h.sc.features.pv_sched_yield:
         return
@@ -110,7 +115,7 @@ def _after_send(h, v: Vcpu, call: CallFunctionMany, ipi: list[Vcpu]) -> None:
             return
 
 
-def _handled(h, mm, t: Vcpu) -> None:
+def _handled(h: Host, mm, t: Vcpu) -> None:
     """flush_smp_call_function_queue on ``t``: every csd queued there completes."""
     queue = mm.call_single_queue[t.index]
     calls = queue[:]
@@ -119,7 +124,7 @@ def _handled(h, mm, t: Vcpu) -> None:
         _acked(h, call)
 
 
-def _acked(h, call: CallFunctionMany) -> None:
+def _acked(h: Host, call: CallFunctionMany) -> None:
     call.pending -= 1
     if call.pending == 0:
         task = call.task

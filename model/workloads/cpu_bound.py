@@ -8,11 +8,16 @@ them through the guest scheduler's time slices.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import guest
 from model.vcpu import Task
 
+if TYPE_CHECKING:
+    from model.host import Host
 
-def build(h, vm, knobs, rng) -> None:
+
+def build(h: Host, vm, knobs, rng) -> None:
     chunk_ns = knobs.chunk_us * 1_000
     n = len(vm.vcpus) if knobs.threads is None else knobs.threads
     for k in range(n):
@@ -20,7 +25,7 @@ def build(h, vm, knobs, rng) -> None:
         guest.start_task(h, Task(f"cpu{k}", _loop(h, vm.index, chunk_ns), v))
 
 
-def _loop(h, vm_index: int, chunk_ns: int):
+def _loop(h: Host, vm_index: int, chunk_ns: int):
     while True:
         yield ("run", chunk_ns, False)
         h.stats.add_work(vm_index, "compute_ns", chunk_ns)

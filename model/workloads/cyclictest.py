@@ -13,12 +13,17 @@ off the latency path.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import guest, kvm, timer
 from model.host import EXIT as M_EXIT
 from model.vcpu import Task
 
+if TYPE_CHECKING:
+    from model.host import Host
 
-def build(h, vm, knobs, rng) -> None:
+
+def build(h: Host, vm, knobs, rng) -> None:
     interval_ns = knobs.interval_us * 1_000
     for v in vm.vcpus:
         phase = int(rng.integers(interval_ns))
@@ -27,7 +32,7 @@ def build(h, vm, knobs, rng) -> None:
         guest.start_task(h, task)
 
 
-def _thread(h, task: Task, interval_ns: int, phase_ns: int, wakeup_ns: int):
+def _thread(h: Host, task: Task, interval_ns: int, phase_ns: int, wakeup_ns: int):
     deadline = h.engine.now + interval_ns + phase_ns
     while True:
         yield ("call", _arm_and_sleep, deadline)
@@ -37,12 +42,12 @@ def _thread(h, task: Task, interval_ns: int, phase_ns: int, wakeup_ns: int):
             deadline += interval_ns
 
 
-def _arm_and_sleep(h, task: Task, deadline: int) -> None:
+def _arm_and_sleep(h: Host, task: Task, deadline: int) -> None:
     v = task.vcpu
     timer.arm(h, v, deadline, lambda: _hrtimer_interrupt(h, task, v), lambda: guest.block(h, task))
 
 
-def _hrtimer_interrupt(h, task: Task, v) -> None:
+def _hrtimer_interrupt(h: Host, task: Task, v) -> None:
     """The rest of hrtimer_interrupt: tick_program_event's TSC-deadline write, then the wake-up."""
     write = (M_EXIT, timer.arm_cost(h), "MSR_WRITE", "0x6e0")
     kvm.exit_chain(h, v, (write,), lambda: guest.wake(h, task, v))

@@ -17,14 +17,18 @@ call trace of the shootdown is the one in 17e433b54393
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from model import guest, locks, mm
 from model.vcpu import Task
 
+if TYPE_CHECKING:
+    from model.host import Host
+
 RECORD_BYTES = 8  # ebizzy: record_t is a size_t; bsearch over chunk_size / record_size records
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     vm.mm = mm.Mm(len(vm.vcpus), rng)
     pages = knobs.chunk_kib * 1024 // mm.PAGE_SIZE
     # bsearch: log2(records) probes into a freshly copied chunk, each a cache miss (derived)
@@ -37,7 +41,7 @@ def build(h, vm, knobs, rng) -> None:
             guest.start_task(h, task)
 
 
-def _thread(h, vm, task: Task, ptl: locks.QSpinLock, pages: int, search_ns: float):
+def _thread(h: Host, vm, task: Task, ptl: locks.QSpinLock, pages: int, search_ns: float):
     space = vm.mm
     while True:
         yield from mm.fault_in(h, task, space, pages)  # malloc + memcpy: fault the chunk back in

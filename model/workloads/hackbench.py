@@ -50,9 +50,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from model import guest
 from model.vcpu import Task
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # Linear skb of one small unix stream message, x86-64 5.x (include/linux/skbuff.h):
 SKB_SHARED_INFO_BYTES = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
@@ -146,15 +150,15 @@ class Channel:
         self.reader: Task | None = None
         self.writers: list[Task] = []
 
-    def charged(self, h) -> int:
+    def charged(self, h: Host) -> int:
         """sk_wmem_alloc now, in skbs: writes started and not yet read (batches included)."""
         return self._with_batches(h, self.wmem, SendBatch.started_count)
 
-    def queue_len(self, h) -> int:
+    def queue_len(self, h: Host) -> int:
         """Messages on the receive queue now: writes completed and not yet read (batches included)."""
         return self._with_batches(h, self.queued, SendBatch.done)
 
-    def _with_batches(self, h, base: int, progress) -> int:
+    def _with_batches(self, h: Host, base: int, progress) -> int:
         """``base`` plus the in-flight sender batches' writes to this channel that ``progress``
         counts and that are not applied yet, less what the reader's batch has read by now."""
         for b, applied in self.inflight.items():
@@ -162,7 +166,7 @@ class Channel:
         rb = self.rbatch
         return base - rb.done(h) if rb is not None else base
 
-    def apply_writes(self, h) -> None:
+    def apply_writes(self, h: Host) -> None:
         """Apply the writes that in-flight sender batches have completed by now (the reader looks)."""
         for b, applied in self.inflight.items():
             n = b.writes_to(self.index, b.done(h)) - applied
@@ -179,7 +183,7 @@ class Channel:
         self.planned -= n
         self.written_total += n
 
-    def writable(self, h=None) -> bool:
+    def writable(self, h: Host | None = None) -> bool:
         """Can one more message be written now without sleeping?"""
         if not self.pipe:
             return (self.charged(h) if self.inflight or self.rbatch else self.wmem) < self.capacity
@@ -198,7 +202,7 @@ class Channel:
         """pipe_full(): every slot in use (the writers' wait condition)."""
         return self._slots_used() >= PIPE_DEF_BUFFERS
 
-    def arm(self, h) -> None:
+    def arm(self, h: Host) -> None:
         """The reader sleeps on an empty queue: the first in-flight batch write here must wake it.
 
         Every batch that is not executing is cut to end with its next write here, and so is
@@ -236,11 +240,11 @@ class _Batch:
         self.v = None
         self._memo = (-1, -1, 0, 0.0)  # (now, k, done, remaining): done() is asked many times an instant
 
-    def attach(self, h, v, frame) -> None:
+    def attach(self, h: Host, v, frame) -> None:
         self.v = v
         self.frame = frame
 
-    def done(self, h) -> int:
+    def done(self, h: Host) -> int:
         """Syscalls completed by now."""
         f = self.frame
         if f is None:
@@ -255,7 +259,7 @@ class _Batch:
         self._memo = (now, self.k, d, f.remaining)
         return d
 
-    def truncate(self, h, m: int) -> None:
+    def truncate(self, h: Host, m: int) -> None:
         """End the batch after ``m`` syscalls (the task plans the rest again)."""
         if m >= self.k or self.frame is None:
             return
@@ -267,14 +271,14 @@ class _Batch:
     def _dropping(self, m: int) -> None:
         pass
 
-    def resched(self, h, f) -> None:
+    def resched(self, h: Host, f) -> None:
         """TIF_NEED_RESCHED: the return to user mode after the current syscall schedules."""
         self.truncate(h, self.done(h) + 1)
 
-    def resumed(self, h, v, f) -> None:
+    def resumed(self, h: Host, v, f) -> None:
         pass
 
-    def paused(self, h) -> None:
+    def paused(self, h: Host) -> None:
         pass
 
 
@@ -302,7 +306,7 @@ class SendBatch(_Batch):
             c.inflight[self] = 0
             c.planned += self.writes_to(r, k)
 
-    def started_count(self, h) -> int:
+    def started_count(self, h: Host) -> int:
         d = self.done(h)
         return d + 1 if d < self.k else d
 
@@ -318,7 +322,7 @@ class SendBatch(_Batch):
         i = off if done <= off else off + (done - off + n - 1) // n * n
         return i + 1 if i < self.k else None
 
-    def time_of(self, h, m: int) -> float:
+    def time_of(self, h: Host, m: int) -> float:
         """When write ``m - 1`` completes if the frame runs on undisturbed (inf: not executing)."""
         v, f = self.v, self.frame
         if f is None or not (v.seg_start >= 0 and v.frames and v.frames[-1] is f):
@@ -336,20 +340,20 @@ class SendBatch(_Batch):
         for r, c in self.touched():
             c.planned -= self.writes_to(r, self.k) - self.writes_to(r, m)
 
-    def arm_at(self, h, c: Channel, m: int) -> None:
+    def arm_at(self, h: Host, c: Channel, m: int) -> None:
         """End with write ``m - 1`` (to ``c``, whose reader sleeps)."""
         if self.armed is None:
             self.armed = []
         self.armed.append(c)
         self.truncate(h, m)
 
-    def truncate(self, h, m: int) -> None:
+    def truncate(self, h: Host, m: int) -> None:
         if m >= self.k or self.frame is None:
             return
         super().truncate(h, m)
         self._rearm(h)
 
-    def _rearm(self, h) -> None:
+    def _rearm(self, h: Host) -> None:
         """Armed channels this batch no longer writes to (it was cut shorter): arm them again."""
         if not self.armed:
             return
@@ -360,7 +364,7 @@ class SendBatch(_Batch):
                 if c.reader is not None:
                     c.arm(h)
 
-    def paused(self, h) -> None:
+    def paused(self, h: Host) -> None:
         """The frame stops executing: the channels it was armed for need another first writer."""
         if self.armed:
             armed, self.armed = self.armed, []
@@ -368,7 +372,7 @@ class SendBatch(_Batch):
                 if c.reader is not None:
                     c.arm(h)
 
-    def resumed(self, h, v, f) -> None:
+    def resumed(self, h: Host, v, f) -> None:
         """The frame (re)starts: if its last write would start after ``t_last``, end with the current one."""
         d = int((self.k * self.cost - f.remaining + EPS_NS) // self.cost)
         if d + 1 >= self.k:
@@ -410,7 +414,7 @@ class Group:
         self.channels = [Channel(knobs, r) for r in range(knobs.receivers)]
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     vcpus = vm.vcpus
     slot = 0
     for g in range(knobs.groups):
@@ -434,7 +438,7 @@ def _bounds(senders: int, n: int, cost: int, speed: float) -> tuple[int, ...]:
                               for r in range(1, SEND_BATCH_ROUNDS + 1))
 
 
-def _plan(h, task: Task, channels: list, j: int, knobs) -> tuple[int, float]:
+def _plan(h: Host, task: Task, channels: list, j: int, knobs) -> tuple[int, float]:
     """How many writes from channel ``j`` on can run as one batch, exactly (0 or 1: one write).
 
     A channel may take batch writes only while its charge now (sk_wmem_alloc, exact) plus
@@ -478,7 +482,7 @@ def _plan(h, task: Task, channels: list, j: int, knobs) -> tuple[int, float]:
     return k, h.engine.now + (k - 1) * cost / speed
 
 
-def _sender(h, task: Task, group: Group, knobs):
+def _sender(h: Host, task: Task, group: Group, knobs):
     """write() one message to each receiver in turn, forever; sleep on a full channel."""
     channels = group.channels
     n = len(channels)
@@ -524,7 +528,7 @@ def _sender(h, task: Task, group: Group, knobs):
         yield ("return_to_user",)
 
 
-def _receiver(h, vm_index: int, task: Task, ch: Channel, knobs):
+def _receiver(h: Host, vm_index: int, task: Task, ch: Channel, knobs):
     """read() one message at a time; sleep on an empty channel; wake writers per the kernel."""
     cost = knobs.recv_ns
     batching = BATCH and not knobs.pipe

@@ -41,8 +41,13 @@ host wake-up, context switch and VM entry for a blocked vCPU -- no shortcut.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import apic, guest, kvm
 from model.vcpu import IDLE, SPIN, Frame, Irq, Task, Vcpu
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 
 class _Call:
@@ -57,7 +62,7 @@ class _Call:
         self.frame = Frame(SPIN, kernel=True, spin_kind="csfm")
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     sender = vm.vcpus[0]
     others = vm.vcpus[1:]
     if knobs.mode == "unicast":
@@ -71,7 +76,7 @@ def build(h, vm, knobs, rng) -> None:
     guest.start_task(h, task)
 
 
-def _loop(h, task: Task, targets: list[Vcpu]):
+def _loop(h: Host, task: Task, targets: list[Vcpu]):
     v = task.vcpu
     while True:
         t0 = h.engine.now
@@ -80,7 +85,7 @@ def _loop(h, task: Task, targets: list[Vcpu]):
         h.stats.sample(v, "ipi_benchmark_ops", h.engine.now - t0)
 
 
-def _send_and_wait(h, task: Task, targets: list[Vcpu], t0: int) -> None:
+def _send_and_wait(h: Host, task: Task, targets: list[Vcpu], t0: int) -> None:
     v = task.vcpu
     call = _Call(task, len(targets), t0)
     single = len(targets) == 1
@@ -104,13 +109,13 @@ def _polling(t: Vcpu) -> bool:
     return t.polling and t.gcurr is None and bool(t.frames) and t.frames[-1].kind == IDLE
 
 
-def _handled(h, call: _Call, t: Vcpu) -> None:
+def _handled(h: Host, call: _Call, t: Vcpu) -> None:
     """handle_ipi ran on ``t`` and csd_unlock released the csd."""
     h.stats.sample(call.task.vcpu, "ipi_benchmark_oneway", h.engine.now - call.t0)
     h.engine.after(int(h.prof.csd_per_target_ns), _acked, h, call)
 
 
-def _acked(h, call: _Call) -> None:
+def _acked(h: Host, call: _Call) -> None:
     """csd_lock_wait on the sender sees one more csd unlocked."""
     call.pending -= 1
     if call.pending == 0:

@@ -5,15 +5,20 @@ Metric: acquisitions/s; the wait for the lock is sampled for its p99.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import guest, locks
 from model.vcpu import Task
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # Each thread's think time is drawn once, uniform in [LOW, LOW + 1) x think_ns, so the
 # threads drift apart instead of arriving at the lock in lockstep (assumed spread).
 THINK_SPREAD_LOW = 0.5
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     lock = locks.QSpinLock()
     for v in vm.vcpus:
         for k in range(knobs.threads_per_vcpu):
@@ -23,7 +28,7 @@ def build(h, vm, knobs, rng) -> None:
             guest.start_task(h, task)
 
 
-def _thread(h, vm_index: int, lock, cs_ns: int, think_ns: float):
+def _thread(h: Host, vm_index: int, lock, cs_ns: int, think_ns: float):
     while True:
         yield ("run", think_ns, False)
         yield ("call", locks.spin_lock, lock)

@@ -65,9 +65,13 @@ Costs (every one named below with its source):
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from model import guest, locks, mm
 from model.vcpu import Task
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # published: lzbench 1.8 README (inikep/lzbench), "1 core of Intel Core i7-8700K", silesia.tar:
 # bzip2 1.0.8 -9 compresses at 15 MB/s (lzbench: input bytes * 1000 / ns, i.e. 10^6 B/s) to
@@ -90,7 +94,7 @@ PROGRESS_CHUNKS = 32
 SYSCALL_NS = 100.0  # assumed: syscall entry + exit on Cascade Lake (no KPTI: not Meltdown-affected)
 
 
-def compress_ns(h, knobs) -> float:
+def compress_ns(h: Host, knobs) -> float:
     """One block's BZ2_bzBuffToBuffCompress at full speed (derived, see the module docstring)."""
     rate = knobs.compress_speed_mb
     if rate is None:
@@ -143,7 +147,7 @@ class Pbzip2:
         self.next_write = 0  # the writer's next block number
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     vcpus = vm.vcpus
     n = len(vcpus) if knobs.threads is None else knobs.threads
     vm.mm = mm.Mm(len(vcpus), rng)
@@ -219,7 +223,7 @@ def _cond_signal(c: Cond, knobs):
 # -- the threads -----------------------------------------------------------------------
 
 
-def _reader(h, task: Task, proc: Pbzip2, knobs):
+def _reader(h: Host, task: Task, proc: Pbzip2, knobs):
     """producer(): read() a block into a new buffer, queue it (wait while the FIFO is full)."""
     read_ns = SYSCALL_NS + knobs.block_bytes / h.prof.memcpy_gbps  # copy_to_user from the page cache
     while True:
@@ -234,7 +238,7 @@ def _reader(h, task: Task, proc: Pbzip2, knobs):
         yield from _cond_signal(proc.not_empty, knobs)
 
 
-def _consumer(h, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, phase: float, work_ns: float,
+def _consumer(h: Host, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, phase: float, work_ns: float,
               pages: int, fault_user_ns: float):
     """consumer(): take a block, compress it (BZ2 state malloc'd and freed), hand it to the writer."""
     space = vm.mm
@@ -263,7 +267,7 @@ def _consumer(h, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, phase: fl
         left = PROGRESS_CHUNKS
 
 
-def _writer(h, vm_index: int, task: Task, proc: Pbzip2, knobs):
+def _writer(h: Host, vm_index: int, task: Task, proc: Pbzip2, knobs):
     """fileWriter(): write() the blocks in order; sleep on the condvar while the next is not done."""
     write_ns = SYSCALL_NS + knobs.block_bytes * LZBENCH_BZIP2_9_RATIO / h.prof.memcpy_gbps
     while True:

@@ -9,21 +9,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from model import apic, guest, timer
 from model.vcpu import SPIN, Frame, Irq, Task
+
+if TYPE_CHECKING:
+    from model.host import Host
 
 # "tscdeadline": kvm-unit-tests x86/vmexit.c tscdeadline() writes rdtsc() + 3000 and spins until
 # the handler ran, so a write that returns before the deadline leaves the guest waiting for the expiry.
 TSCDEADLINE_DELTA_CYCLES = 3000
 
 
-def build(h, vm, knobs, rng) -> None:
+def build(h: Host, vm, knobs, rng) -> None:
     task = Task("vmexit", None, vm.vcpus[0])
     task.gen = _loop(h, task, knobs.test, vm.vcpus[1])
     guest.start_task(h, task)
 
 
-def _loop(h, task: Task, test: str, target):
+def _loop(h: Host, task: Task, test: str, target):
     v = task.vcpu
     while True:
         t0 = h.engine.now
@@ -36,7 +41,7 @@ def _loop(h, task: Task, test: str, target):
         h.stats.sample(v, "vmexit_ops", h.engine.now - t0)
 
 
-def _ipi_and_wait(h, task: Task, target) -> None:
+def _ipi_and_wait(h: Host, task: Task, target) -> None:
     v = task.vcpu
     wait = Frame(SPIN, kernel=True, spin_kind="ipi")
     irq = Irq("ipi", h.prof.guest_irq_ns, lambda: guest.release_spin(h, v, wait, lambda: guest.advance(h, task)))
@@ -44,7 +49,7 @@ def _ipi_and_wait(h, task: Task, target) -> None:
     apic.send(h, v, [target], [irq], None, multicast=False, direct=True)  # apic_icr_write
 
 
-def _tsc_write(h, task: Task, deadline: int) -> None:
+def _tsc_write(h: Host, task: Task, deadline: int) -> None:
     v = task.vcpu
     wait = Frame(SPIN, kernel=True, spin_kind="timer")
     v.frames.append(wait)
