@@ -3,6 +3,7 @@
 from model import scheduler
 from model.scheduler import CFS, ESRCH, NOOP, YIELDED, slice_ns
 from model.simulate import build, start
+from model.vcpu import HALTED
 from tests.model.conftest import scenario
 
 
@@ -146,7 +147,7 @@ def test_a_pcpu_going_idle_pulls_a_queued_thread_at_once():
     dst = next(p for p in h.pcpus if p is not src and p.curr is not None and not p.rq)
     v.exec_start = h.engine.now - 2 * CFS.migration_cost_ns  # not cache hot
     leaving = dst.curr
-    leaving.state = 2  # HALTED: the thread blocks
+    leaving.state = HALTED  # the thread blocks
     scheduler.leave(h, dst, leaving, runnable=False)
     assert dst.curr is v and v not in src.rq and dst.newidle_pulls == 1
     assert v.pcpu is dst
