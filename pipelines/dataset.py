@@ -135,6 +135,12 @@ class Dataset:
 
     @property
     def code_version(self) -> str | None:
+        """The code versions that ran the rows ("a, b" when a resumed sweep mixed them); for rows
+        written before they carried one, the manifest's (that of the latest launch)."""
+        if "code_version" in self.runs.collect_schema().names():
+            column = self.runs.select(pl.col("code_version").drop_nulls().unique()).collect().to_series()
+            if column.len():
+                return ", ".join(sorted(column.to_list()))
         value = self.manifest.get("code_version")
         return str(value) if value else None
 
@@ -255,11 +261,16 @@ def guess_roles(schema: pl.Schema) -> dict[str, ColumnInfo]:
 
 
 def split_roles(schema: pl.Schema, columns: dict[str, ColumnInfo]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(parameters, metrics) present in the data, in schema order; metrics include bookkeeping
-    columns (never a default of interest) but not the uncertainty columns, which go with their metric."""
+    """(parameters, metrics) present in the data, in schema order; metrics include the numeric
+    bookkeeping columns (never a default of interest; ``code_version`` is text, read by
+    :attr:`Dataset.code_version`) but not the uncertainty columns, which go with their metric."""
     params = tuple(n for n in schema if n in columns and columns[n].role == ROLE_PARAM)
-    metric_roles = (ROLE_METRIC, ROLE_BOOKKEEPING)
-    metrics = tuple(n for n in schema if n in columns and columns[n].role in metric_roles)
+
+    def is_metric(n: str) -> bool:
+        role = columns[n].role if n in columns else None
+        return role == ROLE_METRIC or (role == ROLE_BOOKKEEPING and schema[n].is_numeric())
+
+    metrics = tuple(n for n in schema if is_metric(n))
     return params, metrics
 
 

@@ -90,7 +90,7 @@ def _write_report(runs: list[Any], root: Path) -> None:
     from sweep.validation import table as table_mod
 
     combined = run_mod.combined(runs)
-    versions = [r.code_version for r in runs if r.code_version]
+    versions = [v for r in runs for v in r.code_versions]
     paths = table_mod.write_outputs(combined, root, order=cases.case_ids(), code_versions=versions)
     from rich.console import Console
 
@@ -100,8 +100,9 @@ def _write_report(runs: list[Any], root: Path) -> None:
     console.print(table_mod.rich_table(combined))
     say(table_mod.summary_line(combined))
     for run in runs:
-        if run.code_version:
-            note = f"{run.case.id}: {run.total - run.missing} of {run.total} points (code {run.code_version})"
+        if run.code_versions:
+            code = ", ".join(run.code_versions)
+            note = f"{run.case.id}: {run.total - run.missing} of {run.total} points (code {code})"
             note += f", {run.ran} run now" if run.ran else ", all reused"
             say(note + (f", {run.errors} failed" if run.errors else ""))
     if any(r.case.quick for r in runs):

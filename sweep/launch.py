@@ -463,7 +463,7 @@ def launch(
             if missing > 0:
                 committer = _Committer(
                     output,
-                    rows.Stamp(config.name, config.config_hash()),
+                    rows.Stamp(config.name, config.config_hash(), clock.code_version),
                     min(COMMIT_INTERVAL_S, config.run.batch_seconds),
                     tally,
                 )

@@ -2,12 +2,14 @@
 
 Keys: ``name``, ``config`` (the resolved sweep config), ``config_hash``,
 ``seed``, ``versions`` (packages), ``code_version`` (``git describe`` of the
-source tree if it is a git checkout, else the package version), ``created``,
+source tree if it is a git checkout, else the package version, at the latest
+launch; each launch records its own, and each row of ``runs/`` the one that
+ran it, so a resumed sweep that mixes versions says so), ``created``,
 ``updated``, ``counts`` {ok, error, missing, total}, ``schema`` (every column
 of ``runs/`` and ``exits/`` with its type, role, unit, meaning, kernel counter
 and direction: :func:`sweep.store.schema_json`; the report reads column roles
 from here), ``launches`` (each ``sweep launch`` of this output: started,
-finished, elapsed_s, runs written), ``elapsed_s`` (their real wall time added
+finished, elapsed_s, runs written, code version), ``elapsed_s`` (their real wall time added
 up) and, for sobol and morris, ``problem`` (the SALib problem plus what the
 analysis needs).  It is rewritten atomically; the datasets, not the manifest,
 are the truth about which points are done (``sweep status`` recounts them).
@@ -91,6 +93,7 @@ class Clock:
     _t0: float = field(default_factory=time.monotonic)
     _elapsed: float | None = None
     done_before: int | None = None
+    code_version: str = field(default_factory=lambda: code_version())  # of this launch, asked of git once
 
     @staticmethod
     def resume(previous_manifest: dict[str, Any] | None) -> Clock:
@@ -117,6 +120,7 @@ class Clock:
             "finished": self.finished,
             "elapsed_s": round(self.elapsed_s, 3),
             "runs_written": written,
+            "code_version": self.code_version,
         }
         return [*self.previous, this]
 
@@ -139,7 +143,7 @@ def build(
         "config_hash": config.config_hash(),
         "seed": config.seed,
         "versions": versions(),
-        "code_version": code_version(),
+        "code_version": clock.code_version if clock is not None else code_version(),
         "created": created or (clock.started if clock is not None else now()),
         "updated": now(),
         "counts": {"ok": ok, "error": error, "missing": max(total - ok - error, 0), "total": total},

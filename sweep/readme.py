@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from sweep import store
 from sweep.errors import UserError, os_problem
 from sweep.validation import compare as compare_mod
 from sweep.validation import table as table_mod
@@ -202,7 +203,8 @@ def flagship_part(output: Path) -> tuple[list[str], list[str]]:
         f"{counts.get('ok', 0)} of {counts.get('total', 0)} runs ok"
         + (f", {counts.get('error')} failed" if counts.get("error") else "")
         + (f", {counts.get('missing')} missing" if counts.get("missing") else "")
-        + f" (code {info.get('code_version', 'unknown')}); full report: `{output}/report/index.md`.",
+        + f" (code {', '.join(store.code_versions(output)) or info.get('code_version', 'unknown')});"
+        + f" full report: `{output}/report/index.md`.",
         "",
     ]
     notes: list[str] = []

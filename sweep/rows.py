@@ -29,6 +29,7 @@ class Stamp:
 
     sweep: str
     config_hash: str
+    code_version: str  # sweep.manifest.code_version() at the launch that ran the rows
 
 
 def _common(stamp: Stamp, point: Point) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def tables(stamp: Stamp, points: Sequence[Point], outcomes: Sequence[Outcome]) -
             "error_type": outcome.error_type,
             "error": outcome.error,
             "wall_s": outcome.wall_s,
+            "code_version": stamp.code_version,
         }
         row.update({m: applicable(metrics[m]) for m in metric_columns})
         runs.append(row)

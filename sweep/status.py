@@ -17,7 +17,7 @@ class Status:
     name: str
     output: str
     config_hash: str
-    code_version: str | None
+    code_version: str | None  # the versions that ran the rows, comma-separated (else the manifest's)
     created: str | None
     updated: str | None
     ok: int
@@ -45,7 +45,7 @@ def status(output: Path) -> Status:
         raise UserError(f"{output} is not a sweep output (no manifest.json)", "sweep status")
     ours, foreign = survey_files(output)
     runs = read_own_runs(
-        output, ours, ["point_id", "status", "error_type", "hardware", "workload"]
+        output, ours, ["point_id", "status", "error_type", "hardware", "workload", "code_version"]
     ).to_pylist()
     by_part: dict[tuple[str, str], Counter[str]] = {}
     errors: Counter[str] = Counter()
@@ -60,7 +60,8 @@ def status(output: Path) -> Status:
         name=str(info["name"]),
         output=str(output),
         config_hash=str(info["config_hash"]),
-        code_version=info.get("code_version"),
+        code_version=", ".join(sorted({r["code_version"] for r in runs if r["code_version"]}))
+        or info.get("code_version"),
         created=info.get("created"),
         updated=info.get("updated"),
         ok=ok,

@@ -143,6 +143,12 @@ ID_COLUMNS: tuple[tuple[str, pa.DataType, str, str], ...] = (
     ("error_type", pa.string(), ROLE_STATUS, "exception class of a failed run"),
     ("error", pa.string(), ROLE_STATUS, "first line of the exception's message"),
     ("wall_s", pa.float64(), ROLE_BOOKKEEPING, "wall time of the simulate call (set for failed runs too)"),
+    (
+        "code_version",
+        pa.string(),
+        ROLE_BOOKKEEPING,
+        "git describe of the code that ran the point (that of its launch: a resumed sweep can mix versions)",
+    ),
 )
 # (name, the flat scenario key it shows, meaning); ``hardware`` is itself a scenario parameter.
 PARTITIONS: tuple[tuple[str, str], ...] = (("hardware", "hardware"), ("workload", "workload.kind"))
@@ -502,6 +508,12 @@ def read_runs(output: Path, columns: list[str] | None = None) -> pa.Table:
     if dataset is None:
         return runs_schema().empty_table().select(columns) if columns else runs_schema().empty_table()
     return dataset.to_table(columns=columns)
+
+
+def code_versions(output: Path) -> list[str]:
+    """The code versions that produced the rows, sorted (empty for rows written before the column)."""
+    column = read_runs(output, ["code_version"]).column("code_version")
+    return sorted(v for v in pc.unique(column).to_pylist() if v)
 
 
 def done_ids(output: Path) -> set[str]:

@@ -30,7 +30,7 @@ class CaseRun:
     ran: int = 0  # points simulated by this call
     missing: int = 0
     errors: int = 0
-    code_version: str | None = None  # of the results, from the manifest
+    code_versions: tuple[str, ...] = ()  # that produced the results (sweep.store.code_versions)
     stopped: str | None = None  # "interrupted" | "fail-fast" when the launch stopped early
     table: pl.DataFrame = field(default_factory=compare_mod.empty_table)
 
@@ -76,7 +76,7 @@ def prepare(cases: Sequence[Case], *, rerun: bool = False) -> list[CaseRun]:
 def run_case(run: CaseRun, *, rerun: bool = False, progress: ProgressReporter | None = None) -> CaseRun:
     """Launch (or resume) the case's sweep; record what ran and what is missing."""
     from sweep import launch as launch_mod
-    from sweep import manifest
+    from sweep import manifest, store
 
     if not run.total:
         return run
@@ -87,8 +87,11 @@ def run_case(run: CaseRun, *, rerun: bool = False, progress: ProgressReporter | 
     run.stopped = result.summary.stopped if result.summary else None
     run.missing = result.missing
     run.errors = result.counts.error
-    info = manifest.read(run.output) or {}
-    run.code_version = info.get("code_version")
+    versions = store.code_versions(run.output)
+    if not versions:  # rows written before they carried their code version: the manifest's latest
+        latest = (manifest.read(run.output) or {}).get("code_version")
+        versions = [latest] if latest else []
+    run.code_versions = tuple(versions)
     return run
 
 

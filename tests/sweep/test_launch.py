@@ -375,3 +375,39 @@ def test_restart_refuses_the_output_of_another_sweep(
     text = one_paragraph(launch(cli, other, out, "--restart"), EXIT_USAGE)
     assert "it holds sweep 'tiny', not 'other'" in text
     assert tree(out) == before
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_resumed_sweep_records_the_code_version_of_each_row(
+    tiny: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from sweep import config as config_mod
+    from sweep import manifest
+    from sweep.status import status
+
+    out = tmp_path / "out"
+    overrides = [f"run.output={out}", "replicates=4", "run.batch_seconds=0.0001"]
+    real = store.write_batch
+    calls = {"n": 0}
+
+    def stop_after_one(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(manifest, "code_version", lambda: "v-one")
+    monkeypatch.setattr(store, "write_batch", stop_after_one)
+    with pytest.raises(OSError):  # the CLI turns it into exit 3; what was committed stays
+        launch_mod.launch(config_mod.load(tiny, overrides))
+    first = store.read_runs(out, ["code_version"]).column("code_version").to_pylist()
+    assert first and set(first) == {"v-one"} and len(first) < 4
+    monkeypatch.setattr(store, "write_batch", real)
+    monkeypatch.setattr(manifest, "code_version", lambda: "v-two")
+    launch_mod.launch(config_mod.load(tiny, overrides))
+    versions = store.read_runs(out, ["code_version"]).column("code_version").to_pylist()
+    assert len(versions) == 4 and versions.count("v-one") == len(first)  # the old rows keep theirs
+    assert store.code_versions(out) == ["v-one", "v-two"]
+    info = manifest.read(out)
+    assert [x["code_version"] for x in info["launches"]] == ["v-one", "v-two"]
+    assert info["code_version"] == "v-two" and status(out).code_version == "v-one, v-two"

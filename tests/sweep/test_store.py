@@ -42,7 +42,7 @@ def _batches(n_batches: int = 4) -> list[tuple[list[points.Point], list[Outcome]
     return out
 
 
-STAMP = rows.Stamp("t", "hash")
+STAMP = rows.Stamp("t", "hash", "v-test")
 
 
 def _write_all(output: Path, batches: list[tuple[list[points.Point], list[Outcome]]]) -> None:
@@ -63,6 +63,7 @@ def test_schema_follows_the_contract() -> None:
         "error_type",
         "error",
         "wall_s",
+        "code_version",
     ]
     assert names[: len(fixed)] == fixed
     params = [p for p in flat_schema() if p != "hardware"]
