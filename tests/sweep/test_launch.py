@@ -27,6 +27,19 @@ def launch(cli: Any, conf: Path, output: Path, *args: str) -> Any:
     return invoke(cli, "launch", str(conf), "-o", str(output), "--no-report", "-q", *args)
 
 
+def disk_full_after_one_batch(write_batch: Any) -> Any:
+    """``store.write_batch`` that commits the first batch, then fails as a full disk does."""
+    calls = {"n": 0}
+
+    def write(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_batch(*args, **kwargs)
+
+    return write
+
+
 def one_paragraph(result: Any, code: int) -> str:
     """The error text, after asserting the exit code, no traceback, and no blank line in it."""
     assert result.exit_code == code, result.output
@@ -236,15 +249,7 @@ def test_full_disk_during_a_run_keeps_what_was_committed(
     conf = write_conf(tiny_config(replicates=3))
     out = tmp_path / "out"
     real = store.write_batch
-    calls = {"n": 0}
-
-    def fill_up(*args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "write_batch", fill_up)
+    monkeypatch.setattr(store, "write_batch", disk_full_after_one_batch(real))
     text = one_paragraph(launch(cli, conf, out, "--batch-seconds", "0.0001"), EXIT_IO)
     assert "no space left on the device" in text
     monkeypatch.setattr(store, "write_batch", real)
@@ -388,16 +393,8 @@ def test_a_resumed_sweep_records_the_code_version_of_each_row(
     out = tmp_path / "out"
     overrides = [f"run.output={out}", "replicates=4", "run.batch_seconds=0.0001"]
     real = store.write_batch
-    calls = {"n": 0}
-
-    def stop_after_one(*args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(*args, **kwargs)
-
     monkeypatch.setattr(manifest, "code_version", lambda: "v-one")
-    monkeypatch.setattr(store, "write_batch", stop_after_one)
+    monkeypatch.setattr(store, "write_batch", disk_full_after_one_batch(real))
     with pytest.raises(OSError):  # the CLI turns it into exit 3; what was committed stays
         launch_mod.launch(config_mod.load(tiny, overrides))
     first = store.read_runs(out, ["code_version"]).column("code_version").to_pylist()
