@@ -139,17 +139,29 @@ def readme(
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if the section is not up to date.")
     ] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Where an input is missing, keep the README's current subsection for it (with the code "
+            "version it states) instead of saying 'Not available'.",
+        ),
+    ] = False,
 ) -> None:
     """Rewrite README.md's "What the model says" section from the validation table and the flagship reports.
 
     The text between <!-- results:begin --> and <!-- results:end --> is
     replaced (the markers are appended at the end of the file if absent);
-    nothing else in the file changes.  Missing inputs are said in the section.
+    nothing else in the file changes.  Missing inputs are said in the section,
+    or with --keep left as the README has them (e.g. rerun one flagship sweep
+    and regenerate its part without rerunning the validation).
     """
     from sweep import readme as readme_mod
 
     text = readme_mod.read_text(readme_file)
-    section, notes = readme_mod.section(validation, sweep_outputs or list(readme_mod.DEFAULT_SWEEPS))
+    section, notes = readme_mod.section(
+        validation, sweep_outputs or list(readme_mod.DEFAULT_SWEEPS), keep=text if keep else None
+    )
     new = readme_mod.splice(text, section)
     for note in notes:
         say(f"note: {note}")

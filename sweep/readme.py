@@ -11,12 +11,16 @@
 
 and :func:`splice` puts it between ``<!-- results:begin -->`` and
 ``<!-- results:end -->``, appending the markers at the end of the file when it
-has none.  A missing input is said in the section, not an error.
+has none.  A missing input is said in the section, not an error; with
+``keep`` (``sweep readme --keep``) the README's current subsection for that
+input stays instead, so one flagship can be rerun without rerunning hours of
+validation.  Each kept subsection keeps the code version it states.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +100,38 @@ def _short_feature(name: str) -> str:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
-    lines = ["### Against published results", ""]
+@dataclass(frozen=True)
+class Part:
+    """One ``###`` subsection: its lines, notes on missing inputs, and whether its main input exists."""
+
+    lines: list[str]
+    notes: list[str]
+    available: bool = True
+
+    @property
+    def heading(self) -> str:
+        return self.lines[0]
+
+
+def _missing(heading: str, note: str) -> Part:
+    return Part([heading, "", f"*Not available: {note}.*", ""], [note], available=False)
+
+
+def validation_part(validation_dir: Path) -> Part:
+    heading = "### Against published results"
+    lines = [heading, ""]
     path = Path(validation_dir) / f"{table_mod.TABLE_STEM}.parquet"
     if not path.exists():
-        note = f"no validation table at {path}: run `sweep validate`"
-        return [*lines, f"*Not available: {note}.*", ""], [note]
+        return _missing(heading, f"no validation table at {path}: run `sweep validate`")
     table = pl.read_parquet(path)
+    versions = sorted(
+        {
+            v
+            for case in sorted(Path(validation_dir).iterdir())
+            if (case / "manifest.json").exists()
+            for v in store.code_versions(case)
+        }
+    )
     lines += [
         (
             "`sweep validate` runs each case of `conf/validation/published.yaml` with its published setup "
@@ -121,7 +150,9 @@ def validation_part(validation_dir: Path) -> tuple[list[str], list[str]]:
             cells["verdict"] = f"**{cells['verdict']}**"
         rows.append(list(cells.values()))
     lines += md_table(table_mod.HEADER, rows)
-    return [*lines, ""], []
+    if versions:
+        lines += ["", f"Results produced by code version {', '.join(versions)}."]
+    return Part([*lines, ""], [])
 
 
 # -- flagship sweeps -------------------------------------------------------------------------------
@@ -185,7 +216,7 @@ def _read_manifest(output: Path) -> dict[str, Any]:
     return manifest.read(output) or {}
 
 
-def flagship_part(output: Path) -> tuple[list[str], list[str]]:
+def flagship_part(output: Path) -> Part:
     output = Path(output)
     info = _read_manifest(output)
     name = str(info.get("name") or output.name)
@@ -193,8 +224,7 @@ def flagship_part(output: Path) -> tuple[list[str], list[str]]:
     title = f"### {name}" + (f" (`{conf}`)" if conf else "")
     lines = [title, ""]
     if not info:
-        note = f"no sweep output at {output}: run `sweep launch` for it"
-        return [*lines, f"*Not available: {note}.*", ""], [note]
+        return _missing(title, f"no sweep output at {output}: run `sweep launch` for it")
     description = str(info.get("config", {}).get("description") or "").strip()
     counts = info.get("counts", {})
     if description:
@@ -213,7 +243,7 @@ def flagship_part(output: Path) -> tuple[list[str], list[str]]:
     effects, more = effects_table(output, info)
     lines += effects
     notes += more
-    return lines, notes
+    return Part(lines, notes)
 
 
 def configurations_table(output: Path, spec: Configurations) -> list[str]:
@@ -334,8 +364,23 @@ def _level_key(level: str) -> tuple[int, float, str]:
 # -- the section ------------------------------------------------------------------------------------
 
 
-def section(validation_dir: Path, sweeps: Sequence[Path] = DEFAULT_SWEEPS) -> tuple[str, list[str]]:
-    """The Markdown of the section and notes on missing inputs."""
+def current_parts(text: str) -> dict[str, str]:
+    """The README's generated subsections now, by their ``###`` heading line (each up to the next)."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        return {}
+    block = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
+    pieces = re.split(r"^(?=### )", block, flags=re.MULTILINE)[1:]
+    return {piece.split("\n", 1)[0]: piece.rstrip() + "\n" for piece in pieces}
+
+
+def section(
+    validation_dir: Path, sweeps: Sequence[Path] = DEFAULT_SWEEPS, keep: str | None = None
+) -> tuple[str, list[str]]:
+    """The Markdown of the section and notes on missing inputs.
+
+    ``keep``: the README's current text; a subsection whose input is missing is
+    then taken from it unchanged (when it has one with the same heading).
+    """
     sources = ", ".join(f"`{p}`" for p in [Path(validation_dir), *map(Path, sweeps)])
     lines = [
         HEADING,
@@ -344,11 +389,16 @@ def section(validation_dir: Path, sweeps: Sequence[Path] = DEFAULT_SWEEPS) -> tu
         "",
     ]
     notes: list[str] = []
-    part, more = validation_part(Path(validation_dir))
-    lines += part
-    notes += more
-    for output in sweeps:
-        part, more = flagship_part(Path(output))
-        lines += part
-        notes += more
+    previous = current_parts(keep) if keep is not None else {}
+    for part in [validation_part(Path(validation_dir)), *(flagship_part(Path(o)) for o in sweeps)]:
+        kept = None if part.available else previous.get(part.heading)
+        if kept is not None and "*Not available:" not in kept:
+            lines += [kept.rstrip(), ""]
+            notes += [
+                f"{note}; kept the README's current {part.heading.removeprefix('### ')!r}"
+                for note in part.notes
+            ]
+        else:
+            lines += part.lines
+            notes += part.notes
     return "\n".join(lines).rstrip() + "\n", notes

@@ -337,6 +337,31 @@ def test_readme_section_from_a_table_and_missing_sweeps(tmp_path: Path, cli: Any
     assert check.exit_code == 0
 
 
+def test_readme_keep_leaves_the_subsections_whose_inputs_are_missing(tmp_path: Path, cli: Any) -> None:
+    """--keep: a rerun flagship is regenerated while the validation part (no results here) stays as it was."""
+    readme = tmp_path / "README.md"
+    old_validation = "### Against published results\n\nthe old table, code abc1234\n"
+    readme.write_text(
+        f"# kvmsweep\n\n{readme_mod.BEGIN}\n## What the model says\n\n{old_validation}\n"
+        f"### nowhere\n\nold flagship text\n{readme_mod.END}\n"
+    )
+    args = ["readme", "--readme", str(readme), "--validation", str(tmp_path / "no-validation")]
+    args += ["--sweep", str(tmp_path / "nowhere")]
+    kept = invoke(cli, *args, "--keep")
+    assert kept.exit_code == 0, kept.output
+    text = readme.read_text()
+    assert old_validation in text and "old flagship text" in text and "Not available" not in text
+    assert "kept the README's current 'Against published results'" in kept.output
+    assert invoke(cli, *args, "--keep", "--check").exit_code == 0
+    # without --keep the missing inputs are said, replacing the old text
+    assert invoke(cli, *args).exit_code == 0
+    text = readme.read_text()
+    assert "the old table" not in text and text.count("Not available") == 2
+    # and a 'Not available' subsection is never what --keep keeps
+    assert invoke(cli, *args, "--keep").exit_code == 0
+    assert readme.read_text() == text
+
+
 # -- reduced runs through the real code path --------------------------------------------------------
 
 
