@@ -165,6 +165,10 @@ class Configurations:
     ``keys``: the columns that make a configuration, ``names``: its label per
     key tuple (the first is the baseline), ``where``: the point of the sweep
     compared at, ``across``: a column whose levels become table columns.
+    ``metrics`` are shown as the baseline's mean and each configuration's ratio
+    to it, with the runs' own within-run 95 % interval (``<metric>_ci95_pct``)
+    where the model gives one; ``absolute`` ones (the counters that say which
+    mechanism acted) as each configuration's mean.
     """
 
     title: str
@@ -173,6 +177,7 @@ class Configurations:
     where: dict[str, Any]
     metrics: tuple[str, ...]
     across: str
+    absolute: tuple[str, ...] = ()  # mechanism counters: every configuration's own mean, no ratio
 
 
 ROME_CONFIGS = {
@@ -192,6 +197,20 @@ def _rome_table(title: str, where: dict[str, Any], across: str) -> Configuration
     )
 
 
+CASCADELAKE_KEYS = (
+    "features.boost_ready",
+    "features.boost_queue_head",
+    "features.pv_sched_yield",
+    "features.pv_tlb_flush",
+)
+CASCADELAKE_CONFIGS = {
+    (True, False, True, True): "stock 5.13 (queue-head boost off)",
+    (False, False, True, True): "boost_ready off",
+    (True, True, True, True): "boost_queue_head on",
+    (True, False, False, True): "pv_sched_yield off",
+    (True, False, True, False): "pv_tlb_flush off",
+}
+
 FLAGSHIP_CONFIGS: dict[str, tuple[Configurations, ...]] = {
     "rome": (
         _rome_table(
@@ -205,6 +224,25 @@ FLAGSHIP_CONFIGS: dict[str, tuple[Configurations, ...]] = {
             "(overcommit 2; HLT still not exiting)",
             {"vm.vcpus": 180, "topology.sockets": 2, "topology.threads_per_core": 2},
             "overcommit",
+        ),
+    ),
+    "cascadelake": (
+        Configurations(
+            "The 96-vCPU ebizzy VM beside cpu-bound co-runners, each mechanism flipped alone from the "
+            "stock configuration (same seed per overcommit; means over replicates)",
+            CASCADELAKE_KEYS,
+            CASCADELAKE_CONFIGS,
+            {},
+            ("records_per_s",),
+            "overcommit",
+            absolute=(
+                "steal_pct",
+                "halted_pct",
+                "kicks",
+                "directed_yield_successes",
+                "pv_sched_yields",
+                "tlb_flushes_deferred",
+            ),
         ),
     ),
 }
@@ -247,18 +285,21 @@ def flagship_part(output: Path) -> Part:
 
 
 def configurations_table(output: Path, spec: Configurations) -> list[str]:
-    runs = compare_mod.read_runs(output, [*spec.keys, *spec.where, spec.across, *spec.metrics])
+    shown = (*spec.metrics, *spec.absolute)
+    cis = [m + compare_mod.CI_SUFFIX for m in spec.metrics]
+    runs = compare_mod.read_runs(output, [*spec.keys, *spec.where, spec.across, *shown, *cis])
     needed = [*spec.keys, *spec.where, spec.across]
     if runs.is_empty() or any(c not in runs.columns for c in needed):
         return []
-    frame = runs.filter(pl.all_horizontal([pl.col(k) == v for k, v in spec.where.items()]))
+    where = [pl.col(k) == v for k, v in spec.where.items()]
+    frame = runs.filter(pl.all_horizontal(where)) if where else runs
     levels = sorted(frame[spec.across].unique().to_list())
     if not levels:
         return []
     means = frame.group_by([*spec.keys, spec.across]).agg(
         *[
             pl.col(m).filter(pl.col(m).is_finite()).mean().alias(m)
-            for m in spec.metrics
+            for m in (*shown, *cis)
             if m in frame.columns
         ],
         pl.len().alias("n"),
@@ -273,24 +314,56 @@ def configurations_table(output: Path, spec: Configurations) -> list[str]:
             row = [label]
             for lv in levels:
                 cell, base = lookup.get((*key, lv)), lookup.get((*base_key, lv))
-                value = cell.get(m) if cell else None
-                ref = base.get(m) if base else None
-                if value is None or ref is None or not ref or not math.isfinite(value):
-                    row.append("")
-                elif key == base_key:
-                    row.append(_abs(value))
-                else:
-                    row.append(f"{value / ref:.2f}x")
+                row.append(_config_cell(m, cell, base, key == base_key))
             if any(row[1:]):
                 rows.append(row)
         if rows:
-            lines += [f"`{m}`: the baseline's mean, then each configuration's ratio to it:", ""]
+            ci = (
+                " (± the runs' own within-run 95 % interval)"
+                if m + compare_mod.CI_SUFFIX in means.columns
+                else ""
+            )
+            lines += [f"`{m}`: the baseline's mean, then each configuration's ratio to it{ci}:", ""]
             lines += [*md_table(header, rows), ""]
+    counters = [m for m in spec.absolute if m in means.columns]
+    if counters:
+        across = " / ".join(str(lv) for lv in levels)
+        rows = [
+            [
+                label,
+                *[
+                    " / ".join(_config_cell(m, lookup.get((*key, lv)), None, True) or "-" for lv in levels)
+                    for m in counters
+                ],
+            ]
+            for key, label in spec.names.items()
+            if any((*key, lv) in lookup for lv in levels)
+        ]
+        lines += [f"What acted: each configuration's mean, at {spec.across} {across}:", ""]
+        lines += [*md_table(["configuration", *[f"`{m}`" for m in counters]], rows), ""]
     return lines
 
 
+def _config_cell(metric: str, cell: dict[str, Any] | None, base: dict[str, Any] | None, own: bool) -> str:
+    """One configuration's cell: its mean (``own``) or its ratio to the baseline, then ± its within-run CI."""
+    value = cell.get(metric) if cell else None
+    ref = base.get(metric) if base else None
+    if value is None or not math.isfinite(value):
+        return ""
+    if own:
+        text = _abs(value)
+    elif ref is None or not ref:
+        return ""
+    else:
+        text = f"{value / ref:.2f}x"
+    ci = cell.get(metric + compare_mod.CI_SUFFIX) if cell else None
+    if ci is not None and math.isfinite(ci):
+        text += f" ±{ci:.2g} %"
+    return text
+
+
 def _abs(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.3g}"
 
 
 def effects_table(output: Path, info: dict[str, Any]) -> tuple[list[str], list[str]]:

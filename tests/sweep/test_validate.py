@@ -362,6 +362,48 @@ def test_readme_keep_leaves_the_subsections_whose_inputs_are_missing(tmp_path: P
     assert readme.read_text() == text
 
 
+def test_flagship_configurations_show_within_run_intervals_and_what_acted(tmp_path: Path) -> None:
+    """The cascadelake table: ratios to stock with each run's own ±95 %, and the counters per configuration."""
+    import json
+
+    import polars as pl
+
+    out = tmp_path / "cascadelake"
+    part = out / "runs" / "hardware=cascadelake" / "workload=ebizzy"
+    part.mkdir(parents=True)
+    stock, no_tlb = (True, False, True, True), (True, False, True, False)
+    rows = [
+        # configuration, overcommit, records/s, its ±95 %, kicks
+        (stock, 1.0, 1000.0, 4.0, 0.0),
+        (stock, 2.0, 800.0, 3.0, 5.0),
+        (no_tlb, 1.0, 1000.0, 4.0, 0.0),
+        (no_tlb, 2.0, 600.0, 6.0, 7.0),
+    ]
+    frame = pl.DataFrame(
+        {
+            "status": ["ok"] * len(rows),
+            "replicate": [0] * len(rows),
+            "seed": [1] * len(rows),
+            "code_version": ["abc1234"] * len(rows),
+            **{k: [r[0][i] for r in rows] for i, k in enumerate(readme_mod.CASCADELAKE_KEYS)},
+            "overcommit": [r[1] for r in rows],
+            "records_per_s": [r[2] for r in rows],
+            "records_per_s_ci95_pct": [r[3] for r in rows],
+            "kicks": [r[4] for r in rows],
+        }
+    )
+    frame.write_parquet(part / "part-0.parquet")
+    manifest = {"name": "cascadelake", "config": {"description": "d"}, "counts": {"ok": 4, "total": 4}}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    text = "\n".join(readme_mod.flagship_part(out).lines)
+    assert "(code abc1234)" in text
+    assert "| stock 5.13 (queue-head boost off) | 1,000 ±4 % | 800 ±3 % |" in text
+    assert "| pv_tlb_flush off | 1.00x ±4 % | 0.75x ±6 % |" in text
+    # configurations the sweep did not run are left out
+    assert "| boost_ready off |" not in text
+    assert "| pv_tlb_flush off | 0 / 7 |" in text and "| stock 5.13 (queue-head boost off) | 0 / 5 |" in text
+
+
 # -- reduced runs through the real code path --------------------------------------------------------
 
 
