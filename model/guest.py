@@ -1,18 +1,10 @@
 """The guest side of a vCPU: a stack of frames, interrupts, and a guest scheduler.
 
-Guest tasks are generators that yield *ops*; this module interprets them.
-An op either completes at once (the generator is resumed immediately), pushes
-a frame of work or spinning, or hands control to a mechanism module that
-resumes the task later through ``advance``:
-
-- ``("run", ns, kernel)``: execute ``ns`` of work at full speed; ``("run", ns, kernel, batch)``:
-  the same, for a batch of syscalls that is told when the frame (re)starts executing and
-  when TIF_NEED_RESCHED is set, so that it can end at a syscall boundary (model.workloads.hackbench).
-- ``("block",)``: sleep until another task calls :func:`wake_task`.
-- ``("wake", task)``: wake a task (a RESCHEDULE IPI when it must).
-- ``("return_to_user",)``: a syscall returns: schedule() if TIF_NEED_RESCHED is set.
-- ``("call", fn, *args)``: ``fn(h, task, *args)`` takes over; it calls
-  ``advance(h, task, value)`` when the task may go on.
+Guest tasks are generators that yield *ops* (:mod:`model.ops`: ``Run``,
+``BLOCK``, ``Wake``, ``RETURN_TO_USER``, ``Call``); this module interprets
+them.  An op either completes at once (the generator is resumed immediately),
+pushes a frame of work or spinning, or hands control to a mechanism module
+that resumes the task later through ``advance``.
 
 Interrupts are taken when the top frame is not itself a handler and the guest
 has not disabled them (``Vcpu.irqs_off``, set by ``spin_lock_irqsave``); a
@@ -28,6 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from model import apic, kvm, spin, timer
+from model.ops import Block, Call, ReturnToUser, Run, Wake
 from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
 
 if TYPE_CHECKING:
@@ -463,39 +456,39 @@ def advance(h: Host, task: Task, value=None) -> None:
             _task_idle(h, v)
             return
         value = None
-        kind = op[0]
-        if kind == "run":
-            frame = Frame(WORK, remaining=op[1], kernel=op[2], on_done=lambda: advance(h, task))
-            if len(op) > 3:  # a batch of syscalls (model.workloads.hackbench): it tracks its frame
-                frame.batch = op[3]
-                op[3].attach(h, v, frame)
-            if not op[2] and v.guest_resched and v.gq:
+        kind = type(op)
+        if kind is Run:
+            frame = Frame(WORK, remaining=op.ns, kernel=op.kernel, on_done=lambda: advance(h, task))
+            if op.batch is not None:  # a batch of syscalls (model.workloads.hackbench): it tracks its frame
+                frame.batch = op.batch
+                op.batch.attach(h, v, frame)
+            if not op.kernel and v.guest_resched and v.gq:
                 _preempt(h, v, task, frame)  # return to user mode with need_resched set
             else:
                 v.frames.append(frame)
             return
-        if kind == "block":
+        if kind is Block:
             if task.wake_pending:
                 task.wake_pending = False
                 continue
             task.runnable = False
             _task_idle(h, v)
             return
-        if kind == "return_to_user":
+        if kind is ReturnToUser:
             if v.guest_resched and v.gq:
                 _preempt(h, v, task, None)  # exit_to_usermode_loop(): schedule()
                 return
             continue
-        if kind == "wake":
-            ipi_to = wake_task(h, op[1], v)
+        if kind is Wake:
+            ipi_to = wake_task(h, op.task, v)
             if ipi_to is not None:
                 apic.send_resched(h, v, ipi_to, lambda: advance(h, task))
                 return
             continue
-        if kind == "call":
-            op[1](h, task, *op[2:])
+        if kind is Call:
+            op.fn(h, task, *op.args)
             return
-        raise ValueError(f"unknown guest op {kind!r}")
+        raise TypeError(f"a guest task yielded {op!r}, not an op of model.ops")
 
 
 def wake_task(h: Host, task: Task, waker: Vcpu | None) -> Vcpu | None:

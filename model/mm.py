@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model import locks, tlb
+from model.ops import Call, Run
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -184,9 +185,9 @@ def _locked(h: Host, task: Task, lock: locks.QSpinLock, misses: float, hits: flo
     """spin_lock_irqsave(lock); work of ``misses`` + ``hits`` cache lines; spin_unlock_irqrestore(lock)."""
     h.stats.count(task.vcpu, counter)
     prof = h.prof
-    yield ("call", locks.spin_lock, lock)  # the lock is irqsave: IF = 0 from here to the unlock
-    yield ("run", (misses + LOCK_MISSES) * prof.cacheline_miss_ns + hits * prof.cache_hit_ns, True)
-    yield ("call", locks.spin_unlock, lock)
+    yield Call(locks.spin_lock, lock)  # the lock is irqsave: IF = 0 from here to the unlock
+    yield Run((misses + LOCK_MISSES) * prof.cacheline_miss_ns + hits * prof.cache_hit_ns, True)
+    yield Call(locks.spin_unlock, lock)
 
 
 def fault_in(h: Host, task: Task, mm: Mm, pages: int):
@@ -203,11 +204,11 @@ def fault_in(h: Host, task: Task, mm: Mm, pages: int):
     for _ in range(pages):
         v = task.vcpu
         cpu = v.index
-        yield ("call", locks.down_read, sem)  # do_user_addr_fault: mmap_sem for read
+        yield Call(locks.down_read, sem)  # do_user_addr_fault: mmap_sem for read
         stall = _down_read_trylock(h, task.vcpu, mm)
         if mm.pcp[cpu] == 0:  # rmqueue_pcplist: list empty -> rmqueue_bulk(zone, 0, pcp->batch)
             if stall:
-                yield ("run", stall, True)
+                yield Run(stall, True)
                 stall = 0.0
             yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
             cpu = task.vcpu.index
@@ -217,29 +218,29 @@ def fault_in(h: Host, task: Task, mm: Mm, pages: int):
         drain = mm.pagevec[cpu] == PAGEVEC_SIZE
         if drain:
             mm.pagevec[cpu] = 0
-        yield ("run", stall + prof.page_fault_ns + clear_ns, True)
+        yield Run(stall + prof.page_fault_ns + clear_ns, True)
         if drain:  # lru_cache_add: the pagevec is full -> __pagevec_lru_add
             yield from _locked(h, task, mm.lru_lock, LRU_ADD_MISSES, PAGEVEC_SIZE * LRU_PAGE_HITS,
                                "lru_lock_acquisitions")
-        yield ("call", locks.up_read, sem)
-        yield ("run", _rwsem_rmw(h, task.vcpu, mm) + copy_ns, False)
+        yield Call(locks.up_read, sem)
+        yield Run(_rwsem_rmw(h, task.vcpu, mm) + copy_ns, False)
 
 
 def madvise_dontneed(h: Host, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: int):
     """madvise(MADV_DONTNEED) of ``pages`` pages of the thread's arena heap (glibc shrink_heap)."""
-    yield ("call", locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
+    yield Call(locks.down_read, mm.mmap_sem)  # madvise_need_mmap_write(MADV_DONTNEED) == 0
     stall = _rwsem_rmw(h, task.vcpu, mm)  # __down_read: atomic_long_fetch_add_acquire
     yield from _lru_add_drain(h, task, mm)  # zap_page_range -> lru_add_drain
     mm.tlb_flush_pending += 1  # tlb_gather_mmu -> inc_tlb_flush_pending
-    yield ("call", locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
-    yield ("run", stall + pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
-    yield ("call", locks.spin_unlock, ptl)
+    yield Call(locks.spin_lock, ptl)  # zap_pte_range: pte_offset_map_lock
+    yield Run(stall + pages * ZAP_PTE_HITS * h.prof.cache_hit_ns, True)
+    yield Call(locks.spin_unlock, ptl)
     # tlb_finish_mmu: a concurrent zapper of this mm forces fullmm + freed_tables (7a30df49f63a)
     freed_tables = mm.tlb_flush_pending > 1
     if freed_tables:
         h.stats.count(task.vcpu, "tlb_flushes_nested")
-    yield ("run", h.prof.tlb_flush_ns, True)  # flush_tlb_mm_range: this CPU's own flush first
-    yield ("call", tlb.flush_tlb_others, mm, freed_tables)
+    yield Run(h.prof.tlb_flush_ns, True)  # flush_tlb_mm_range: this CPU's own flush first
+    yield Call(tlb.flush_tlb_others, mm, freed_tables)
     # tlb_flush_mmu_free -> free_pages_and_swap_cache -> release_pages
     left = pages
     while left:
@@ -258,8 +259,8 @@ def madvise_dontneed(h: Host, task: Task, mm: Mm, ptl: locks.QSpinLock, pages: i
             mm.pcp[cpu] -= PCP_BATCH
             yield from _locked(h, task, mm.zone_lock, PCP_BATCH * BUDDY_MISSES, 0, "zone_lock_acquisitions")
     mm.tlb_flush_pending -= 1  # tlb_finish_mmu -> dec_tlb_flush_pending
-    yield ("call", locks.up_read, mm.mmap_sem)
-    yield ("run", _rwsem_rmw(h, task.vcpu, mm), True)  # __up_read: atomic_long_add_return_release
+    yield Call(locks.up_read, mm.mmap_sem)
+    yield Run(_rwsem_rmw(h, task.vcpu, mm), True)  # __up_read: atomic_long_add_return_release
 
 
 def _lru_add_drain(h: Host, task: Task, mm: Mm):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from model import guest
+from model.ops import Run
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -27,5 +28,5 @@ def build(h: Host, vm, knobs, rng) -> None:
 
 def _loop(h: Host, vm_index: int, chunk_ns: int):
     while True:
-        yield ("run", chunk_ns, False)
+        yield Run(chunk_ns, False)
         h.stats.add_work(vm_index, "compute_ns", chunk_ns)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from model import guest, kvm, timer
 from model.host import EXIT as M_EXIT
+from model.ops import Call, Run
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ def build(h: Host, vm, knobs, rng) -> None:
 def _thread(h: Host, task: Task, interval_ns: int, phase_ns: int, wakeup_ns: int):
     deadline = h.engine.now + interval_ns + phase_ns
     while True:
-        yield ("call", _arm_and_sleep, deadline)
-        yield ("run", wakeup_ns, True)
+        yield Call(_arm_and_sleep, deadline)
+        yield Run(wakeup_ns, True)
         h.stats.sample(task.vcpu, "timer_latencies", h.engine.now - deadline)
         while deadline <= h.engine.now:
             deadline += interval_ns

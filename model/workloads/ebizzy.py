@@ -20,6 +20,7 @@ import math
 from typing import TYPE_CHECKING
 
 from model import guest, locks, mm
+from model.ops import Run
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -45,6 +46,6 @@ def _thread(h: Host, vm, task: Task, ptl: locks.QSpinLock, pages: int, search_ns
     space = vm.mm
     while True:
         yield from mm.fault_in(h, task, space, pages)  # malloc + memcpy: fault the chunk back in
-        yield ("run", search_ns, False)  # bsearch
+        yield Run(search_ns, False)  # bsearch
         yield from mm.madvise_dontneed(h, task, space, ptl, pages)  # free -> heap_trim -> shrink_heap
         h.stats.add_work(vm.index, "records", 1)

@@ -53,6 +53,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from model import guest
+from model.ops import BLOCK, RETURN_TO_USER, Run, Wake
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -493,13 +494,13 @@ def _sender(h: Host, task: Task, group: Group, knobs):
         k, t_last = _plan(h, task, channels, j, knobs) if batching else (0, 0.0)
         if k > 1:
             b = SendBatch(channels, j, k, cost, t_last)
-            yield ("run", k * cost, True, b)
+            yield Run(k * cost, True, b)
             j = (j + b.k) % n
             for c in b.finish():
                 reader = c.reader
                 c.reader = None
-                yield ("wake", reader)  # sock_def_readable
-            yield ("return_to_user",)
+                yield Wake(reader)  # sock_def_readable
+            yield RETURN_TO_USER
             continue
         ch = channels[j]
         while not ch.writable(h):
@@ -507,13 +508,13 @@ def _sender(h: Host, task: Task, group: Group, knobs):
             rb = ch.rbatch
             if rb is not None:  # the reader's batch must stop where unix_writable() may turn true
                 rb.truncate(h, rb.done(h) + max(ch.charged(h) - ch.wake_at, 1))
-            yield ("block",)
+            yield BLOCK
         if ch.pipe:
             ch.pending += 1  # pipe_write (under pipe->mutex) takes the slot, or merges, when it starts
             ch.written_total += 1
         else:
             ch.wmem += 1  # sock_alloc_send_pskb -> skb_set_owner_w: charged when the write starts
-        yield ("run", cost, True)
+        yield Run(cost, True)
         was_empty = ch.queued == 0
         ch.queued += 1
         if ch.pipe:
@@ -524,8 +525,8 @@ def _sender(h: Host, task: Task, group: Group, knobs):
         reader = ch.reader
         if reader is not None and (was_empty or not ch.pipe):
             ch.reader = None
-            yield ("wake", reader)  # sock_def_readable / pipe_write's rd_wait
-        yield ("return_to_user",)
+            yield Wake(reader)  # sock_def_readable / pipe_write's rd_wait
+        yield RETURN_TO_USER
 
 
 def _receiver(h: Host, vm_index: int, task: Task, ch: Channel, knobs):
@@ -537,17 +538,17 @@ def _receiver(h: Host, vm_index: int, task: Task, ch: Channel, knobs):
         while ch.queued == 0:
             ch.reader = task
             ch.arm(h)
-            yield ("block",)
+            yield BLOCK
             ch.apply_writes(h)
         if ch.pipe:
             was_full = ch.pipe_full()
-            yield ("run", cost, True)
+            yield Run(cost, True)
             ch.queued -= 1
             ch.read_total += 1
             h.stats.add_work(vm_index, "messages", 1)
             if ch.writers and was_full:
-                yield ("wake", ch.writers.pop(0))  # pipe_read wakes one writer (exclusive wait)
-            yield ("return_to_user",)
+                yield Wake(ch.writers.pop(0))  # pipe_read wakes one writer (exclusive wait)
+            yield RETURN_TO_USER
             continue
         k = ch.queued if batching else 1
         if ch.writers:
@@ -556,7 +557,7 @@ def _receiver(h: Host, vm_index: int, task: Task, ch: Channel, knobs):
                 k = min(k, over)  # stop where unix_writable() may turn true
         rb = RecvBatch(k, cost)
         ch.rbatch = rb
-        yield ("run", k * cost, True, rb)
+        yield Run(k * cost, True, rb)
         k = rb.k
         ch.rbatch = None
         ch.queued -= k
@@ -566,5 +567,5 @@ def _receiver(h: Host, vm_index: int, task: Task, ch: Channel, knobs):
         if ch.writers and ch.charged(h) <= ch.wake_at:  # unix_write_space: unix_writable()
             writers, ch.writers = ch.writers, []
             for w in writers:
-                yield ("wake", w)
-        yield ("return_to_user",)
+                yield Wake(w)
+        yield RETURN_TO_USER

@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from model import apic, guest, kvm
+from model.ops import Call, Run
 from model.vcpu import IDLE, SPIN, Frame, Irq, Task, Vcpu
 
 if TYPE_CHECKING:
@@ -80,8 +81,8 @@ def _loop(h: Host, task: Task, targets: list[Vcpu]):
     v = task.vcpu
     while True:
         t0 = h.engine.now
-        yield ("run", h.prof.csd_per_target_ns * len(targets), True)  # csd_lock + llist_add per target
-        yield ("call", _send_and_wait, targets, t0)
+        yield Run(h.prof.csd_per_target_ns * len(targets), True)  # csd_lock + llist_add per target
+        yield Call(_send_and_wait, targets, t0)
         h.stats.sample(v, "ipi_benchmark_ops", h.engine.now - t0)
 
 

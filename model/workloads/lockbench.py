@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from model import guest, locks
+from model.ops import Call, Run
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def build(h: Host, vm, knobs, rng) -> None:
 
 def _thread(h: Host, vm_index: int, lock, cs_ns: int, think_ns: float):
     while True:
-        yield ("run", think_ns, False)
-        yield ("call", locks.spin_lock, lock)
-        yield ("run", cs_ns, True)
-        yield ("call", locks.spin_unlock, lock)
+        yield Run(think_ns, False)
+        yield Call(locks.spin_lock, lock)
+        yield Run(cs_ns, True)
+        yield Call(locks.spin_unlock, lock)
         h.stats.add_work(vm_index, "acquisitions", 1)

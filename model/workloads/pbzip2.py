@@ -68,6 +68,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from model import guest, locks, mm
+from model.ops import BLOCK, RETURN_TO_USER, Run, Wake
 from model.vcpu import Task
 
 if TYPE_CHECKING:
@@ -183,8 +184,8 @@ def _lock(task: Task, m: Mutex, knobs):
     """pthread_mutex_lock -> lll_lock: CAS, else FUTEX_WAIT until the word is free (retry)."""
     while m.owner is not None:
         m.waiters.append(task)  # lock word 2: the unlocker will FUTEX_WAKE
-        yield ("run", knobs.futex_wait_ns, True)  # futex_wait: a wake-up meanwhile makes block return
-        yield ("block",)
+        yield Run(knobs.futex_wait_ns, True)  # futex_wait: a wake-up meanwhile makes block return
+        yield BLOCK
         if task in m.waiters:
             m.waiters.remove(task)
     m.owner = task
@@ -195,17 +196,17 @@ def _unlock(m: Mutex, knobs):
     m.owner = None
     if m.waiters:
         w = m.waiters.popleft()
-        yield ("run", knobs.futex_wake_ns, True)
-        yield ("wake", w)
-        yield ("return_to_user",)
+        yield Run(knobs.futex_wake_ns, True)
+        yield Wake(w)
+        yield RETURN_TO_USER
 
 
 def _cond_wait(task: Task, c: Cond, m: Mutex, knobs):
     """pthread_cond_wait: release the mutex, FUTEX_WAIT on the condvar, re-take the mutex."""
     c.waiters.append(task)
     yield from _unlock(m, knobs)
-    yield ("run", knobs.futex_wait_ns, True)
-    yield ("block",)
+    yield Run(knobs.futex_wait_ns, True)
+    yield BLOCK
     if task in c.waiters:
         c.waiters.remove(task)
     yield from _lock(task, m, knobs)
@@ -215,9 +216,9 @@ def _cond_signal(c: Cond, knobs):
     """pthread_cond_signal: FUTEX_WAKE one waiter, if any (no syscall otherwise)."""
     if c.waiters:
         w = c.waiters.popleft()
-        yield ("run", knobs.futex_wake_ns, True)
-        yield ("wake", w)
-        yield ("return_to_user",)
+        yield Run(knobs.futex_wake_ns, True)
+        yield Wake(w)
+        yield RETURN_TO_USER
 
 
 # -- the threads -----------------------------------------------------------------------
@@ -227,8 +228,8 @@ def _reader(h: Host, task: Task, proc: Pbzip2, knobs):
     """producer(): read() a block into a new buffer, queue it (wait while the FIFO is full)."""
     read_ns = SYSCALL_NS + knobs.block_bytes / h.prof.memcpy_gbps  # copy_to_user from the page cache
     while True:
-        yield ("run", read_ns, True)
-        yield ("return_to_user",)
+        yield Run(read_ns, True)
+        yield RETURN_TO_USER
         yield from _lock(task, proc.fifo_mut, knobs)
         while len(proc.fifo) >= proc.capacity:
             yield from _cond_wait(task, proc.not_full, proc.fifo_mut, knobs)
@@ -247,11 +248,11 @@ def _consumer(h: Host, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, pha
     left = int(round(phase * PROGRESS_CHUNKS))  # the first block is part-way done (steady-state start)
     while True:
         for _ in range(left):
-            yield ("run", chunk_ns, False)  # BWT sort, MTF/Huffman coding of the block
+            yield Run(chunk_ns, False)  # BWT sort, MTF/Huffman coding of the block
             h.stats.add_work(vm.index, "block_progress", 1 / PROGRESS_CHUNKS)
         # BZ2_bzCompressEnd -> free(arr1, arr2, ftab) -> heap_trim -> shrink_heap -> MADV_DONTNEED
         yield from mm.madvise_dontneed(h, task, space, ptl, pages)
-        yield ("return_to_user",)
+        yield RETURN_TO_USER
         yield from _lock(task, proc.out_mut, knobs)
         proc.done.add(block)
         yield from _unlock(proc.out_mut, knobs)
@@ -277,6 +278,6 @@ def _writer(h: Host, vm_index: int, task: Task, proc: Pbzip2, knobs):
         proc.done.discard(proc.next_write)
         proc.next_write += 1
         yield from _unlock(proc.out_mut, knobs)
-        yield ("run", write_ns, True)  # write() of the compressed block into the page cache
-        yield ("return_to_user",)
+        yield Run(write_ns, True)  # write() of the compressed block into the page cache
+        yield RETURN_TO_USER
         h.stats.add_work(vm_index, "blocks_written", 1)

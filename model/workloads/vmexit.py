@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from model import apic, guest, timer
+from model.ops import Call
 from model.vcpu import SPIN, Frame, Irq, Task
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ def _loop(h: Host, task: Task, test: str, target):
     while True:
         t0 = h.engine.now
         if test == "ipi":
-            yield ("call", _ipi_and_wait, target)
+            yield Call(_ipi_and_wait, target)
         elif test == "tscdeadline_immed":
-            yield ("call", _tsc_write, t0 - 1)
+            yield Call(_tsc_write, t0 - 1)
         else:
-            yield ("call", _tsc_write, t0 + round(h.prof.cyc_to_ns(TSCDEADLINE_DELTA_CYCLES)))
+            yield Call(_tsc_write, t0 + round(h.prof.cyc_to_ns(TSCDEADLINE_DELTA_CYCLES)))
         h.stats.sample(v, "vmexit_ops", h.engine.now - t0)
 
 

@@ -9,6 +9,7 @@ script idle.  Co-runner VMs (overcommit) run their usual workload.
 from __future__ import annotations
 
 from model import apic, guest, scheduler
+from model.ops import BLOCK, Call
 from model.simulate import build, start
 from model.vcpu import Irq, Task
 from model.workloads import BUILDERS
@@ -22,7 +23,7 @@ def mark(log: dict, key: str):
         log[key] = h.engine.now
         guest.advance(h, task)
 
-    return ("call", op)
+    return Call(op)
 
 
 def probe(log: dict, key: str, fn):
@@ -32,7 +33,7 @@ def probe(log: dict, key: str, fn):
         log[key] = fn(h)
         guest.advance(h, task)
 
-    return ("call", op)
+    return Call(op)
 
 
 def preempt(h, v) -> None:
@@ -64,13 +65,13 @@ def send_ipi(log: dict, key: str, target_index: int, cost_ns: float = 1_000.0):
         irq = Irq("ipi", cost_ns, lambda: log.__setitem__(key, h.engine.now))
         apic.send(h, task.vcpu, [target], [irq], lambda: guest.advance(h, task), multicast=False)
 
-    return ("call", op)
+    return Call(op)
 
 
 def scripted_host(scripts: dict[int, list], seed: int = 1, **overrides):
     def thread(ops):
         yield from ops
-        yield ("block",)
+        yield BLOCK
 
     kind = overrides.pop("workload.kind", "cpu-bound")
     real = BUILDERS[kind]

@@ -3,6 +3,7 @@
 import pytest
 
 from model import apic, guest, kvm
+from model.ops import Call, Run
 from model.simulate import build
 from model.vcpu import RUNNABLE, WORK, Frame, Irq
 from tests.model.conftest import run, scenario
@@ -126,7 +127,7 @@ def _send_to(log: dict, before=None, target_index: int = 1):
         irq = Irq("ipi", 500.0, lambda: log.__setitem__("handled", h.engine.now))
         apic.send(h, task.vcpu, [target], [irq], lambda: guest.advance(h, task), multicast=False)
 
-    return ("call", op)
+    return Call(op)
 
 
 def test_avic_target_in_an_exit_gets_no_incomplete_ipi():
@@ -137,7 +138,7 @@ def test_avic_target_in_an_exit_gets_no_incomplete_ipi():
         log["exit_end"] = h.engine.now + exit_ns
         kvm.simple_exit(h, target, "IO_INSTRUCTION", exit_ns)
 
-    h = scripted_host({0: [("run", 50_000, True), _send_to(log, long_exit)], 1: [("run", 10_000_000, True)]},
+    h = scripted_host({0: [Run(50_000, True), _send_to(log, long_exit)], 1: [Run(10_000_000, True)]},
                       **AVIC)
     h.stats.start_measuring(0)
     h.engine.run(1_000_000)
@@ -150,7 +151,7 @@ def test_avic_target_in_an_exit_gets_no_incomplete_ipi():
 
 def test_avic_target_that_blocked_gets_an_incomplete_ipi_exit():
     log: dict = {}
-    h = scripted_host({0: [("run", 200_000, True), _send_to(log)]}, **AVIC, **{"vm.halt_poll_ns": 0})
+    h = scripted_host({0: [Run(200_000, True), _send_to(log)]}, **AVIC, **{"vm.halt_poll_ns": 0})
     h.stats.start_measuring(0)
     h.engine.run(1_000_000)
     assert log["target_state"] == kvm.HALTED
@@ -172,8 +173,8 @@ def test_avic_target_that_is_descheduled_gets_an_incomplete_ipi_exit():
 
     # the target (vCPU 0) shares pCPU 0 with a cpu-bound co-runner vCPU; the sender (vCPU 1)
     # has pCPU 1 to itself and sends once the target has been preempted
-    h = scripted_host({1: [("call", wait_until_runnable), _send_to(log, target_index=0)],
-                       0: [("run", 500_000_000, True)]},
+    h = scripted_host({1: [Call(wait_until_runnable), _send_to(log, target_index=0)],
+                       0: [Run(500_000_000, True)]},
                       **{**AVIC, "overcommit": 1.5, "corunner.vcpus": 1})
     h.stats.start_measuring(0)
     h.engine.run(200_000_000)

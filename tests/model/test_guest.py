@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model import guest
+from model.ops import BLOCK, Call, Run, Wake
 from model.simulate import build, start
 from model.vcpu import HALTED, Task
 from model.workloads import BUILDERS
@@ -39,7 +40,7 @@ def host_with_tasks(make_tasks, seed: int = 1, **overrides):
 def _thread(ops):
     for op in ops:
         yield op if not callable(op) else op()
-    yield ("block",)
+    yield BLOCK
 
 
 def mark(log: dict, key: str):
@@ -47,7 +48,7 @@ def mark(log: dict, key: str):
         log[key] = h.engine.now
         guest.advance(h, task)
 
-    return ("call", op)
+    return Call(op)
 
 
 def wake(tasks: dict, name: str, log: dict | None = None):
@@ -58,7 +59,7 @@ def wake(tasks: dict, name: str, log: dict | None = None):
             log[name + "_woken"] = h.engine.now
         guest.advance(h, task)
 
-    return [("call", op), lambda: ("wake", tasks[name])]
+    return [Call(op), lambda: Wake(tasks[name])]
 
 
 # -- guest CFS tunables ----------------------------------------------------------------------
@@ -82,9 +83,9 @@ def _preemption_run(wake_at_ns: int, idle: str = "hlt"):
 
     def make(h, vm):
         return {
-            "sleeper": (0, [("block",), mark(log, "sleeper_ran")]),
-            "hog": (0, [("run", 40_000_000, False)]),
-            "waker": (1, [("run", wake_at_ns, False), *wake(tasks_ref, "sleeper", log)]),
+            "sleeper": (0, [BLOCK, mark(log, "sleeper_ran")]),
+            "hog": (0, [Run(40_000_000, False)]),
+            "waker": (1, [Run(wake_at_ns, False), *wake(tasks_ref, "sleeper", log)]),
         }
 
     # 2 vCPUs, both busy: the sleeper has no idle vCPU to go to (select_idle_sibling)
@@ -127,8 +128,8 @@ def _idle_wake_run(idle: str, sleep_ns: int = 50_000, **overrides):
 
     def make(h, vm):
         return {
-            "sleeper": (1, [("block",), mark(log, "sleeper_ran")]),
-            "waker": (0, [("run", sleep_ns, False), *wake(tasks_ref, "sleeper", log)]),
+            "sleeper": (1, [BLOCK, mark(log, "sleeper_ran")]),
+            "waker": (0, [Run(sleep_ns, False), *wake(tasks_ref, "sleeper", log)]),
         }
 
     h, tasks = host_with_tasks(make, **{"vm.vcpus": 8, "vm.idle": idle, **overrides})
@@ -160,8 +161,8 @@ def test_a_wakeup_across_llcs_sends_a_wakelist_ipi_unless_the_target_polls(idle)
 
     def make(h, vm):
         return {
-            "sleeper": (5, [("block",), mark(log, "sleeper_ran")]),
-            "waker": (0, [("run", 100_000, False), *wake(tasks_ref, "sleeper", log)]),
+            "sleeper": (5, [BLOCK, mark(log, "sleeper_ran")]),
+            "waker": (0, [Run(100_000, False), *wake(tasks_ref, "sleeper", log)]),
         }
 
     h, tasks = host_with_tasks(make, **{"vm.vcpus": 8, "vm.guest_llc_vcpus": 4, "vm.idle": idle})
@@ -180,11 +181,11 @@ def test_a_wakeup_across_llcs_onto_a_busy_vcpu_needs_an_ipi_without_preempting()
     tasks_ref: dict = {}
 
     def make(h, vm):
-        busy = {f"busy{i}": (i, [("run", 10_000_000, False)]) for i in range(4, 8)}
+        busy = {f"busy{i}": (i, [Run(10_000_000, False)]) for i in range(4, 8)}
         return {
-            "sleeper": (5, [("block",), mark(log, "sleeper_ran")]),
+            "sleeper": (5, [BLOCK, mark(log, "sleeper_ran")]),
             **busy,
-            "waker": (0, [("run", 100_000, False), *wake(tasks_ref, "sleeper", log)]),
+            "waker": (0, [Run(100_000, False), *wake(tasks_ref, "sleeper", log)]),
         }
 
     h, tasks = host_with_tasks(make, **{"vm.vcpus": 8, "vm.guest_llc_vcpus": 4})
@@ -209,8 +210,8 @@ def _haltpoll_host(period_ns: int, sleeps: int, **overrides):
         sleeper = []
         waker = []
         for i in range(sleeps):
-            sleeper += [("block",), mark(log, f"ran{i}")]
-            waker += [("run", period_ns, False), *wake(tasks_ref, "sleeper", log)]
+            sleeper += [BLOCK, mark(log, f"ran{i}")]
+            waker += [Run(period_ns, False), *wake(tasks_ref, "sleeper", log)]
         return {"sleeper": (1, sleeper), "waker": (0, waker)}
 
     h, tasks = host_with_tasks(make, **{"vm.vcpus": 8, "vm.idle": "haltpoll", "vm.halt_poll_ns": 0, **overrides})

@@ -9,6 +9,7 @@ waiter out for its pCPU's co-runner for a 12 ms slice.
 import pytest
 
 from model import locks
+from model.ops import Call, Run
 from model.vcpu import HALTED, PVWAIT
 from tests.model.conftest import run
 from tests.model.scripted import mark, preempt, probe, run_again, scripted_host, send_ipi
@@ -25,16 +26,16 @@ def _contended(lock, log, holder_ns=300_000):
     """vCPU 0 holds the lock; 1 then 2 queue behind it; 3 comes later and takes it five times."""
     v3 = []
     for k in range(5):
-        v3 += [("call", locks.spin_lock, lock), mark(log, f"v3_{k}"), ("run", 5_000, True),
-               ("call", locks.spin_unlock, lock), ("run", 5_000, False)]
+        v3 += [Call(locks.spin_lock, lock), mark(log, f"v3_{k}"), Run(5_000, True),
+               Call(locks.spin_unlock, lock), Run(5_000, False)]
     return {
-        0: [("call", locks.spin_lock, lock), ("run", holder_ns, True), mark(log, "released0"),
-            ("call", locks.spin_unlock, lock)],
-        1: [("run", 20_000, False), ("call", locks.spin_lock, lock), mark(log, "acq1"), ("run", 50_000, True),
-            mark(log, "released1"), ("call", locks.spin_unlock, lock)],
-        2: [("run", 40_000, False), ("call", locks.spin_lock, lock), mark(log, "acq2"), ("run", 10_000, True),
-            ("call", locks.spin_unlock, lock)],
-        3: [("run", holder_ns + 20_000, False), *v3],
+        0: [Call(locks.spin_lock, lock), Run(holder_ns, True), mark(log, "released0"),
+            Call(locks.spin_unlock, lock)],
+        1: [Run(20_000, False), Call(locks.spin_lock, lock), mark(log, "acq1"), Run(50_000, True),
+            mark(log, "released1"), Call(locks.spin_unlock, lock)],
+        2: [Run(40_000, False), Call(locks.spin_lock, lock), mark(log, "acq2"), Run(10_000, True),
+            Call(locks.spin_unlock, lock)],
+        3: [Run(holder_ns + 20_000, False), *v3],
     }
 
 
@@ -119,12 +120,12 @@ def test_a_node_halts_when_its_predecessor_halts_and_pv_kick_node_leaves_it_asle
         return v.state, lock.hashed is not None and lock.hashed.task.vcpu is v, lock.slow
 
     scripts = {
-        0: [("call", locks.spin_lock, lock), ("run", 3_000_000, True), mark(log, "released0"),
-            ("call", locks.spin_unlock, lock)],
-        1: [("run", 20_000, False), ("call", locks.spin_lock, lock), mark(log, "acq1"), ("run", 200_000, True),
-            probe(log, "during_cs1", node_state), ("call", locks.spin_unlock, lock)],
-        2: [("run", 1_000_000, False), ("call", locks.spin_lock, lock), mark(log, "acq2"),
-            ("call", locks.spin_unlock, lock)],
+        0: [Call(locks.spin_lock, lock), Run(3_000_000, True), mark(log, "released0"),
+            Call(locks.spin_unlock, lock)],
+        1: [Run(20_000, False), Call(locks.spin_lock, lock), mark(log, "acq1"), Run(200_000, True),
+            probe(log, "during_cs1", node_state), Call(locks.spin_unlock, lock)],
+        2: [Run(1_000_000, False), Call(locks.spin_lock, lock), mark(log, "acq2"),
+            Call(locks.spin_unlock, lock)],
     }
     h = scripted_host(scripts, **{"vm.vcpus": 8})  # 1x: nobody is preempted
     it_ns = locks.iteration_ns(h)
@@ -149,10 +150,10 @@ def _irqsave_script(irqsave: bool, hold_ns: int):
     lock = locks.QSpinLock()
     log: dict = {}
     scripts = {
-        0: [("call", locks.spin_lock, lock), ("run", hold_ns, True), ("call", locks.spin_unlock, lock)],
-        1: [("run", 20_000, False), ("call", locks.spin_lock, lock, irqsave), mark(log, "acquired"),
-            ("run", 1_000, True), ("call", locks.spin_unlock, lock), mark(log, "restored")],
-        2: [("run", hold_ns - 100_000, False), send_ipi(log, "ipi", 1)],
+        0: [Call(locks.spin_lock, lock), Run(hold_ns, True), Call(locks.spin_unlock, lock)],
+        1: [Run(20_000, False), Call(locks.spin_lock, lock, irqsave), mark(log, "acquired"),
+            Run(1_000, True), Call(locks.spin_unlock, lock), mark(log, "restored")],
+        2: [Run(hold_ns - 100_000, False), send_ipi(log, "ipi", 1)],
     }
     return scripts, log
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from model import apic, spin
-from model.simulate import build, run as run_host
+from model.simulate import build
+from model.simulate import run as run_host
 from model.workloads import pbzip2
 from tests.model.conftest import run, scenario
 

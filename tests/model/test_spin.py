@@ -3,6 +3,7 @@
 import pytest
 
 from model import guest, spin
+from model.ops import Call, Run
 from model.simulate import build, start
 from tests.model.conftest import run, scenario
 
@@ -170,8 +171,8 @@ def test_a_spinner_re_deciding_keeps_its_ple_window():
     from tests.model.scripted import scripted_host
 
     lock = locks.QSpinLock()
-    scripts = {0: [("call", locks.spin_lock, lock), ("run", 500_000, True), ("call", locks.spin_unlock, lock)],
-               1: [("run", 20_000, False), ("call", locks.spin_lock, lock), ("call", locks.spin_unlock, lock)]}
+    scripts = {0: [Call(locks.spin_lock, lock), Run(500_000, True), Call(locks.spin_unlock, lock)],
+               1: [Run(20_000, False), Call(locks.spin_lock, lock), Call(locks.spin_unlock, lock)]}
     h = scripted_host(scripts, **{"vm.vcpus": 8})
     v = h.vms[0].vcpus[1]
     h.engine.run(30_000)
