@@ -503,3 +503,16 @@ def test_a_key_with_a_line_break_is_reported_on_one_line(tmp_path: Path) -> None
         config_mod.load(path, ["base.vm.\nvcpus=2", "\n=1"])
     assert info.value.problems and all("\n" not in p for p in info.value.problems)
     assert "\\n" in " ".join(info.value.problems)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SHIPPED.glob("*.yaml")) + sorted((SHIPPED / "checks").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_sweep_file_loads_and_expands(path: Path) -> None:
+    """conf/*.yaml and conf/checks/*.yaml are valid sweeps whose points all build as scenarios."""
+    cfg = config_mod.load(path)
+    expanded = list(points.iter_points(cfg))
+    assert expanded and len({p.point_id for p in expanded}) == len(expanded)
