@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,15 @@ GUEST_HALT_POLL_SHRINK = 2  # guest_halt_poll_shrink
 GUEST_HALT_POLL_GROW_START = 50_000  # guest_halt_poll_grow_start
 GUEST_HALT_POLL_ALLOW_SHRINK = True  # guest_halt_poll_allow_shrink
 
-# cpuidle-haltpoll phases of an idle vCPU (Vcpu.hp_phase)
-HP_SELECT, HP_POLL, HP_HALT = range(3)
+class HaltpollPhase(IntEnum):
+    """cpuidle-haltpoll phase of an idle vCPU (``Vcpu.hp_phase``); values apart from the other state enums."""
+
+    SELECT = 40  # the governor chooses (haltpoll_select)
+    POLL = 41  # polling with TIF_POLLING_NRFLAG set (haltpoll state 0)
+    HALT = 42  # halted (haltpoll state 1: default_enter_idle)
+
+
+HP_SELECT, HP_POLL, HP_HALT = HaltpollPhase
 
 
 @dataclass(frozen=True, slots=True)

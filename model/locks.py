@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from model import guest, spin
@@ -71,7 +72,17 @@ if TYPE_CHECKING:
 # kernel/locking/qspinlock_paravirt.h and arch/x86/include/asm/spinlock.h (5.x)
 SPIN_THRESHOLD = 1 << 15  # loop iterations before pv_wait (head and nodes)
 PV_PREV_CHECK_MASK = 0xFF  # pv_wait_early(): the predecessor is checked when (loop & mask) == 0
-VCPU_RUNNING, VCPU_HALTED, VCPU_HASHED = range(3)  # enum vcpu_state of a pv_node
+
+
+class PvNodeState(IntEnum):
+    """``enum vcpu_state`` of a pv_node (qspinlock_paravirt.h); values apart from every other state enum."""
+
+    RUNNING = 50  # vcpu_running
+    HALTED = 51  # vcpu_halted: pv_wait()ing (or about to)
+    HASHED = 52  # vcpu_hashed: the lock's hash entry points at it (pv_kick_node)
+
+
+VCPU_RUNNING, VCPU_HALTED, VCPU_HASHED = PvNodeState
 
 # Which slowpath the guest runs (kvm_spinlock_init, arch/x86/kernel/kvm.c).
 NATIVE = "native"  # native_queued_spin_lock_slowpath (kvm-hint-dedicated, nopvspin)

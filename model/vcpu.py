@@ -28,7 +28,8 @@ class VcpuState(IntEnum):
 
     Every state enum of the model has its own range of values (vCPU states
     0-4, pCPU modes 10-15 in model.host, frame kinds 20-23, time buckets
-    30-32), so comparing values of two different enums is never true."""
+    30-32, cpuidle-haltpoll phases 40-42 in model.guest, pv_node states 50-52
+    in model.locks), so comparing values of two different enums is never true."""
 
     GUEST = 0  # running guest code
     EXIT = 1  # in KVM: an exit chain, the context switch in, the entry wait
@@ -159,7 +160,7 @@ class Vcpu:
     guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
     gmin_vruntime: int = 0  # the guest cfs_rq's min_vruntime
     polling: bool = False  # TIF_POLLING_NRFLAG of the guest idle task (idle=poll, haltpoll's poll state)
-    hp_phase: int = 0  # cpuidle-haltpoll: 0 select, 1 polling, 2 halted (model.guest HP_*)
+    hp_phase: int = 40  # cpuidle-haltpoll phase, a model.guest.HaltpollPhase (40: SELECT)
     hp_limit_ns: int = 0  # cpuidle-haltpoll dev->poll_limit_ns
     hp_last_poll_timed_out: bool = False  # last state was poll and it hit its limit (dev->poll_time_limit)
     hp_since: int = 0  # when the current poll or halt began
