@@ -240,7 +240,7 @@ def send(h: Host, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multica
         irq.sent_ns = now
         irq.counted = True
         h.stats.ipi_sent(src)
-    phases: list[tuple] = []
+    phases: list[kvm.Phase] = []
     for w in plan(h, src, targets, multicast, direct):
         group_t = [targets[i] for i in w.group]
         group_i = [irqs[i] for i in w.group]
@@ -248,7 +248,7 @@ def send(h: Host, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multica
             phases.extend(_accelerated_phases(h, src, w, group_t, group_i))
         else:
             phases.extend(_exit_phases(h, src, w, group_t, group_i))
-    if any(p[2] is not None for p in phases):
+    if any(p.reason is not None for p in phases):
         kvm.exit_chain(h, src, tuple(phases), cont)
         return
     # no exit at all: the ICR writes are guest work (an SMT sibling slows them: the
@@ -256,10 +256,10 @@ def send(h: Host, src: Vcpu, targets: list[Vcpu], irqs: list[Irq], cont, multica
     # destination is reached before the write has got that far)
     t = 0.0
     stretch = 1.0 / src.speed if src.speed > 0 else 1.0
-    for _, ns, _, _, actions in phases:
-        for fraction, fn, *args in actions or ():
-            h.engine.after(int((t + ns * fraction) * stretch), fn, *args)
-        t += ns
+    for phase in phases:
+        for action in phase.actions or ():
+            h.engine.after(int((t + phase.mean_ns * action.fraction) * stretch), action.fn, *action.args)
+        t += phase.mean_ns
     src.frames.append(Frame(WORK, remaining=t, kernel=True, on_done=cont))
 
 
@@ -274,14 +274,14 @@ def _deliveries(h: Host, base_ns: float, send_at: float, src: Vcpu, targets: lis
     actions = []
     for j, (t, irq) in enumerate(zip(targets, irqs)):
         at = send_at + per * j
-        actions.append((min(1.0, at / cost) if cost > 0 else 0.0, deliver, h, src, t, irq))
+        actions.append(kvm.Action(min(1.0, at / cost) if cost > 0 else 0.0, deliver, (h, src, t, irq)))
     return cost, actions
 
 
-def _exit_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
+def _exit_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[kvm.Phase]:
     """Phases of an ICR write sequence or hypercall that exits (deliveries inside the last exit)."""
     prof = h.prof
-    phases: list[tuple] = []
+    phases: list[kvm.Phase] = []
     if w.how == "vmcall":  # kvm_pv_send_ipi
         base, send_at, reason, detail = prof.exit_vmcall_ns, prof.vmcall_send_ns, "VMCALL", "SEND_IPI"
     elif w.how == "x2apic":
@@ -293,12 +293,12 @@ def _exit_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: lis
         reason, detail = "MSR_WRITE", MSR_ICR
     else:  # xAPIC MMIO: ICR-idle read, ICR2 write (not for a shorthand), ICR write
         if not _mmio_read_virtualized(h):
-            phases.append((M_EXIT, prof.exit_apic_read_ns, "APIC_READ", APIC_ICR, None))
+            phases.append(kvm.Phase(M_EXIT, prof.exit_apic_read_ns, "APIC_READ", APIC_ICR))
         if w.dest != "shorthand":
-            phases.append((M_EXIT, prof.exit_apic_write_ns, "APIC_WRITE", APIC_ICR2, None))
+            phases.append(kvm.Phase(M_EXIT, prof.exit_apic_write_ns, "APIC_WRITE", APIC_ICR2))
         base, send_at, reason, detail = prof.exit_apic_write_ns, prof.apic_write_send_ns, "APIC_WRITE", APIC_ICR
     cost, actions = _deliveries(h, base, send_at, src, targets, irqs)
-    phases.append((M_EXIT, cost, reason, detail, actions))
+    phases.append(kvm.Phase(M_EXIT, cost, reason, detail, actions))
     return phases
 
 
@@ -309,7 +309,9 @@ def _mmio_read_virtualized(h: Host) -> bool:
     return avic_active(h)
 
 
-def _accelerated_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]) -> list[tuple]:
+def _accelerated_phases(
+    h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], irqs: list[Irq]
+) -> list[kvm.Phase]:
     """A virtualized ICR write: guest time and hardware delivery, then AVIC_INCOMPLETE_IPI if a target is out.
 
     AVIC handles the destinations one after another, ``avic_ipi_per_target_ns``
@@ -317,13 +319,13 @@ def _accelerated_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], ir
     write is issued."""
     prof = h.prof
     amd = prof.vendor == "amd"
-    phases: list[tuple] = []
+    phases: list[kvm.Phase] = []
     if not amd and w.how == "xapic" and w.dest != "shorthand":
         # IPIv virtualizes the ICR (300H) write only; the ICR2 (310H) write before it is an
         # APIC-register-virtualized write with an APIC-write VM exit (SDM "APIC-write
         # emulation"), which is why IPIv saves 22.21 % in xAPIC vs 15.98 % in x2APIC mode
         # (IPIv cover letter) and not the whole sequence
-        phases.append((M_EXIT, prof.exit_apic_write_ns, "APIC_WRITE", APIC_ICR2, None))
+        phases.append(kvm.Phase(M_EXIT, prof.exit_apic_write_ns, "APIC_WRITE", APIC_ICR2))
     per = prof.avic_ipi_per_target_ns if amd else 0.0
     write_ns = prof.accel_ipi_send_ns + per * (len(targets) - 1)
     actions = []
@@ -333,12 +335,12 @@ def _accelerated_phases(h: Host, src: Vcpu, w: IcrWrite, targets: list[Vcpu], ir
             missing.append((t, irq))  # IRR set in the backing page; no doorbell
             continue
         at = prof.accel_ipi_send_ns + per * j
-        actions.append((min(1.0, at / write_ns), deliver, h, src, t, irq))
-    phases.append((M_GUEST, write_ns, None, "", actions))
+        actions.append(kvm.Action(min(1.0, at / write_ns), deliver, (h, src, t, irq)))
+    phases.append(kvm.Phase(M_GUEST, write_ns, None, "", actions))
     if missing:  # one exit wakes every target not running (kvm_for_each_vcpu ... kvm_vcpu_wake_up)
         cost = prof.exit_avic_incomplete_ipi_ns + prof.kvm_irq_delivery_ns * len(missing)
-        kicks = [(1.0, kvm.put_irq, h, t, irq) for t, irq in missing]
-        phases.append((M_EXIT, cost, "AVIC_INCOMPLETE_IPI", "", kicks))
+        kicks = [kvm.Action(1.0, kvm.put_irq, (h, t, irq)) for t, irq in missing]
+        phases.append(kvm.Phase(M_EXIT, cost, "AVIC_INCOMPLETE_IPI", "", kicks))
     return phases
 
 

@@ -14,6 +14,9 @@ set on every vcpu_put (kvm_steal_time_set_preempted) and cleared on entry
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from model import guest, scheduler, spin, timer
 from model.host import EXIT as M_EXIT
@@ -37,16 +40,37 @@ def exit_cost(h: Host, v: Vcpu, mean_ns: float) -> int:
     return max(1, int(mean_ns * math.exp(sigma * z - 0.5 * sigma * sigma)))
 
 
-def exit_chain(h: Host, v: Vcpu, phases: tuple, cont=None) -> None:
-    """Leave the guest for ``phases`` = ((mode, mean_ns, reason, detail[, action]), ...).
+@dataclass(slots=True)
+class Action:
+    """``fn(*args)``, run ``fraction`` of the way into its phase (an IPI leaving mid-exit)."""
 
-    ``reason`` None marks a phase that is not an exit (a guest handler inside a
-    chain).  ``action`` = (fraction, fn, *args) runs ``fn(*args)`` that far into
-    the phase (an IPI leaving in the middle of its ICR exit); a list of such
-    actions runs each at its own fraction.  ``cont`` runs
-    when the vCPU is back in the guest.  A vCPU already in an exit queues the
-    chain behind the current one: one guest op can exit several times in a
-    row (a lock release waking several sleepers).
+    fraction: float
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Phase:
+    """One phase of an exit chain: ``mean_ns`` with the pCPU in ``mode``.
+
+    ``reason``/``detail`` name the exit as ``perf kvm stat`` would; ``reason``
+    None marks a phase that is not an exit to record (a guest handler inside a
+    chain, or an exit whose exact cost its caller recorded).  ``actions`` run
+    part-way through it."""
+
+    mode: int
+    mean_ns: float
+    reason: str | None
+    detail: str = ""
+    actions: list[Action] | None = None
+
+
+def exit_chain(h: Host, v: Vcpu, phases: tuple[Phase, ...], cont=None) -> None:
+    """Leave the guest for ``phases``; ``cont`` runs when the vCPU is back in the guest.
+
+    A vCPU already in an exit queues the chain behind the current one: one
+    guest op can exit several times in a row (a lock release waking several
+    sleepers).
     """
     if cont is not None:
         v.conts.append(cont)
@@ -60,27 +84,25 @@ def exit_chain(h: Host, v: Vcpu, phases: tuple, cont=None) -> None:
     _start_chain(h, v, phases)
 
 
-def _start_chain(h: Host, v: Vcpu, phases: tuple) -> None:
+def _start_chain(h: Host, v: Vcpu, phases: tuple[Phase, ...]) -> None:
     now = h.engine.now
     booked = []
     total = 0
     for phase in phases:
-        mode, mean_ns, reason, detail = phase[:4]
-        ns = exit_cost(h, v, mean_ns) if reason is not None else int(mean_ns)
+        reason = phase.reason
+        ns = exit_cost(h, v, phase.mean_ns) if reason is not None else int(phase.mean_ns)
         if reason is not None:
-            h.stats.record_exit(v, reason, detail, ns)
-        if len(phase) > 4 and phase[4] is not None:
-            # one action, or a list of them (an exit delivering an IPI to several targets)
-            for fraction, fn, *args in phase[4] if isinstance(phase[4], list) else (phase[4],):
-                h.engine.at(now + total + int(ns * fraction), fn, *args)
-        booked.append((mode, ns))
+            h.stats.record_exit(v, reason, phase.detail, ns)
+        for action in phase.actions or ():
+            h.engine.at(now + total + int(ns * action.fraction), action.fn, *action.args)
+        booked.append((phase.mode, ns))
         total += ns
     v.pcpu.start_chain(tuple(booked), now)
     v.exit_event = h.engine.after(total, _chain_done, h, v)
 
 
 def simple_exit(h: Host, v: Vcpu, reason: str, mean_ns: float, detail: str = "", cont=None) -> None:
-    exit_chain(h, v, ((M_EXIT, mean_ns, reason, detail),), cont)
+    exit_chain(h, v, (Phase(M_EXIT, mean_ns, reason, detail),), cont)
 
 
 def _chain_done(h: Host, v: Vcpu) -> None:

@@ -128,7 +128,7 @@ def _arm_fraction(h: Host, fast: bool) -> float:
     return prof.icr_send_slow_ns / prof.exit_msr_icr_ns
 
 
-def arm_phase(h: Host, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
+def arm_phase(h: Host, v: Vcpu, deadline_ns: int) -> tuple[kvm.Phase, bool]:
     """The MSR 0x6e0 write exit (handle_fastpath_set_tscdeadline on the fastpath) and whether the
     deadline, less the advance, has passed when the timer is programmed (start_hv_timer /
     start_sw_tscdeadline -> apic_timer_expired in the exit)."""
@@ -145,7 +145,7 @@ def arm_phase(h: Host, v: Vcpu, deadline_ns: int) -> tuple[tuple, bool]:
         else:
             h.stats.count(v, "timer_fastpath_reentries")
     h.stats.record_exit(v, "MSR_WRITE", "0x6e0", ns)
-    return (M_EXIT, ns, None, ""), expired  # recorded here: reason None keeps its cost exact
+    return kvm.Phase(M_EXIT, ns, None), expired  # recorded here: reason None keeps its cost exact
 
 
 def arm_cost(h: Host) -> float:
@@ -155,12 +155,12 @@ def arm_cost(h: Host) -> float:
     return h.prof.exit_msr_tscdeadline_ns
 
 
-def expiry_phase(h: Host, v: Vcpu) -> tuple:
+def expiry_phase(h: Host, v: Vcpu) -> kvm.Phase:
     """The exit a timer expiry causes while the vCPU runs guest code."""
     prof = h.prof
     if hw_timer(h):
         if not h.sc.features.timer_fastpath:
-            return (M_EXIT, prof.exit_preemption_timer_ns, "PREEMPTION_TIMER", "")
+            return kvm.Phase(M_EXIT, prof.exit_preemption_timer_ns, "PREEMPTION_TIMER")
         # handle_fastpath_preemption_timer -> kvm_lapic_expired_hv_timer
         cost = prof.exit_preemption_timer_fast_ns
         if fastpath_reenters(h, v, expired=True):
@@ -168,8 +168,8 @@ def expiry_phase(h: Host, v: Vcpu) -> tuple:
         else:
             h.stats.count(v, "timer_fastpath_exit_handled")
             cost += prof.fastpath_exit_handled_extra_ns
-        return (M_EXIT, cost, "PREEMPTION_TIMER", "")
-    return (M_EXIT, prof.exit_external_interrupt_ns + prof.hrtimer_irq_ns, "EXTERNAL_INTERRUPT", "")
+        return kvm.Phase(M_EXIT, cost, "PREEMPTION_TIMER")
+    return kvm.Phase(M_EXIT, prof.exit_external_interrupt_ns + prof.hrtimer_irq_ns, "EXTERNAL_INTERRUPT")
 
 
 # -- workload timers (cyclictest, vmexit tscdeadline) ---------------------------------
@@ -297,8 +297,11 @@ def _tick(h: Host, v: Vcpu, deadline: int) -> None:
         kvm.exit_chain(
             h,
             v,
-            (_expiry_exit_to_deadline(h, v, deadline), (M_GUEST, handler_ns, None, ""),
-             (M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0")),
+            (
+                _expiry_exit_to_deadline(h, v, deadline),
+                kvm.Phase(M_GUEST, handler_ns, None),
+                kvm.Phase(M_EXIT, arm_cost(h), "MSR_WRITE", "0x6e0"),
+            ),
             lambda: guest.tick_preempt(h, v),
         )
         _schedule_tick(h, v, deadline + h.tick_ns)
@@ -307,15 +310,15 @@ def _tick(h: Host, v: Vcpu, deadline: int) -> None:
     fire(h, v, irq, deadline)
 
 
-def _expiry_exit_to_deadline(h: Host, v: Vcpu, deadline: int) -> tuple:
+def _expiry_exit_to_deadline(h: Host, v: Vcpu, deadline: int) -> kvm.Phase:
     """The expiry exit of a chain whose handler follows it: its cost, then kvm_wait_lapic_expire's
     busy-wait at its end (the vector is in IRR), recorded as one exit."""
-    _, mean, reason, detail = expiry_phase(h, v)
-    ns = kvm.exit_cost(h, v, mean)
+    expiry = expiry_phase(h, v)
+    ns = kvm.exit_cost(h, v, expiry.mean_ns)
     check = h.engine.now + ns - int(h.prof.timer_wait_entry_ns)
     ns += wait_to_deadline(h, v, check, deadline)
-    h.stats.record_exit(v, reason, detail, ns)
-    return (M_EXIT, ns, None, "")
+    h.stats.record_exit(v, expiry.reason, expiry.detail, ns)
+    return kvm.Phase(M_EXIT, ns, None)
 
 
 def _rearm(h: Host, v: Vcpu) -> None:

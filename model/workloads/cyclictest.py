@@ -50,5 +50,5 @@ def _arm_and_sleep(h: Host, task: Task, deadline: int) -> None:
 
 def _hrtimer_interrupt(h: Host, task: Task, v) -> None:
     """The rest of hrtimer_interrupt: tick_program_event's TSC-deadline write, then the wake-up."""
-    write = (M_EXIT, timer.arm_cost(h), "MSR_WRITE", "0x6e0")
+    write = kvm.Phase(M_EXIT, timer.arm_cost(h), "MSR_WRITE", "0x6e0")
     kvm.exit_chain(h, v, (write,), lambda: guest.wake(h, task, v))
