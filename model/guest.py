@@ -48,6 +48,7 @@ GUEST_HALT_POLL_SHRINK = 2  # guest_halt_poll_shrink
 GUEST_HALT_POLL_GROW_START = 50_000  # guest_halt_poll_grow_start
 GUEST_HALT_POLL_ALLOW_SHRINK = True  # guest_halt_poll_allow_shrink
 
+
 class HaltpollPhase(IntEnum):
     """cpuidle-haltpoll phase of an idle vCPU (``Vcpu.hp_phase``); values apart from the other state enums."""
 

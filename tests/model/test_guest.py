@@ -263,3 +263,12 @@ def test_haltpoll_with_hlt_passthrough_halts_in_guest_mode():
     h.engine.run(1_000_000)
     assert not any(r.reason == "HLT" for r in h.stats.exit_rows())
     assert "ran2" in log
+
+
+def test_a_task_that_yields_something_other_than_an_op_is_stopped_with_what_it_yielded():
+    """Ops are model.ops records: an old-style tuple is refused, naming it, not silently misread."""
+    from tests.model.scripted import scripted_host
+
+    with pytest.raises(TypeError, match=r"\('run', 1000, True\).*model\.ops"):
+        h = scripted_host({0: [Run(1_000, True), ("run", 1000, True)]})
+        h.engine.run(1_000_000)
