@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from model import apic, kvm, spin, timer
 from model.ops import Block, Call, ReturnToUser, Run, Wake
-from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, Irq, Task, Vcpu
+from model.vcpu import GUEST, IDLE, PVWAIT, SPIN, WORK, Frame, HaltpollPhase, Irq, Task, Vcpu
 
 if TYPE_CHECKING:
     from model.host import Host
@@ -49,14 +48,7 @@ GUEST_HALT_POLL_GROW_START = 50_000  # guest_halt_poll_grow_start
 GUEST_HALT_POLL_ALLOW_SHRINK = True  # guest_halt_poll_allow_shrink
 
 
-class HaltpollPhase(IntEnum):
-    """cpuidle-haltpoll phase of an idle vCPU (``Vcpu.hp_phase``); values apart from the other state enums."""
-
-    SELECT = 40  # the governor chooses (haltpoll_select)
-    POLL = 41  # polling with TIF_POLLING_NRFLAG set (haltpoll state 0)
-    HALT = 42  # halted (haltpoll state 1: default_enter_idle)
-
-
+# cpuidle-haltpoll phases of an idle vCPU (Vcpu.hp_phase)
 HP_SELECT, HP_POLL, HP_HALT = HaltpollPhase
 
 

@@ -22,7 +22,7 @@ from model import guest, scheduler, spin, timer
 from model.host import EXIT as M_EXIT
 from model.host import GUEST as M_GUEST
 from model.host import POLL as M_POLL
-from model.host import Host
+from model.host import Host, PcpuMode
 from model.vcpu import ACCT_HALTED, ACCT_RUN, ACCT_RUNNABLE, EXIT, GUEST, HALTED, POLL, RUNNABLE, Vcpu
 
 # Dynamic halt-polling (virt/kvm/kvm_main.c, Documentation/virt/kvm/halt-polling.rst)
@@ -58,7 +58,7 @@ class Phase:
     chain, or an exit whose exact cost its caller recorded).  ``actions`` run
     part-way through it."""
 
-    mode: int
+    mode: PcpuMode
     mean_ns: float
     reason: str | None
     detail: str = ""

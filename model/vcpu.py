@@ -28,7 +28,7 @@ class VcpuState(IntEnum):
 
     Every state enum of the model has its own range of values (vCPU states
     0-4, pCPU modes 10-15 in model.host, frame kinds 20-23, time buckets
-    30-32, cpuidle-haltpoll phases 40-42 in model.guest, pv_node states 50-52
+    30-32, cpuidle-haltpoll phases 40-42, pv_node states 50-52
     in model.locks), so comparing values of two different enums is never true."""
 
     GUEST = 0  # running guest code
@@ -53,6 +53,14 @@ class Acct(IntEnum):
     RUN = 30
     RUNNABLE = 31
     HALTED = 32
+
+
+class HaltpollPhase(IntEnum):
+    """cpuidle-haltpoll phase of an idle vCPU (``Vcpu.hp_phase``; the governor in model.guest)."""
+
+    SELECT = 40  # the governor chooses (haltpoll_select)
+    POLL = 41  # polling with TIF_POLLING_NRFLAG set (haltpoll state 0)
+    HALT = 42  # halted (haltpoll state 1: default_enter_idle)
 
 
 GUEST, EXIT, HALTED, RUNNABLE, POLL = VcpuState
@@ -160,7 +168,7 @@ class Vcpu:
     guest_resched: bool = False  # TIF_NEED_RESCHED in the guest: a woken task should run
     gmin_vruntime: int = 0  # the guest cfs_rq's min_vruntime
     polling: bool = False  # TIF_POLLING_NRFLAG of the guest idle task (idle=poll, haltpoll's poll state)
-    hp_phase: int = 40  # cpuidle-haltpoll phase, a model.guest.HaltpollPhase (40: SELECT)
+    hp_phase: HaltpollPhase = HaltpollPhase.SELECT  # cpuidle-haltpoll phase (model.guest)
     hp_limit_ns: int = 0  # cpuidle-haltpoll dev->poll_limit_ns
     hp_last_poll_timed_out: bool = False  # last state was poll and it hit its limit (dev->poll_time_limit)
     hp_since: int = 0  # when the current poll or halt began

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 from model import scheduler
-from model.guest import HaltpollPhase
 from model.host import CHAIN, EXIT, GUEST, IDLE, MODE_NAMES, Hooks, Host, Pcpu, PcpuMode
 from model.locks import PvNodeState
 from model.scheduler import CFS, slice_ns
 from model.simulate import build
-from model.vcpu import RUNNABLE, Acct, FrameKind, Vcpu, VcpuState, Vm
+from model.vcpu import RUNNABLE, Acct, FrameKind, HaltpollPhase, Vcpu, VcpuState, Vm
 from tests.model.conftest import scenario
 
 STATE_ENUMS = (VcpuState, PcpuMode, FrameKind, Acct, HaltpollPhase, PvNodeState)
