@@ -114,6 +114,13 @@ METRICS: dict[str, Metric | str] = {
                   "vmexit_op_cycles", "timer_latency_avg_us", "ipi_benchmark_op_ns", "ipi_benchmark_oneway_ns",
                   "pbzip2_blocks_per_s", "pbzip2_wall_s")
     },
+    "warmup_bias_pct": M(
+        "start transient left in the measured window: the main metric's mean minus its mean after MSER"
+        " truncation (White 1997) of its batch means, in % of the latter; comparable to its _ci95_pct or"
+        " to a compared effect: lengthen sim.warmup_ms (model.metrics)",
+        "",
+        "",
+    ),
     # interrupts
     "ipis_per_s": M("IPIs sent per second (one per destination vCPU)", "kvm_apic_ipi tracepoint"),
     "ipi_latency_p50_us": M(
