@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 MEASURED_VM = 0
 CI_BATCHES = 20  # batches of the measured window for the batch-means intervals
 CI_LEVEL = 0.95
+MSER_MIN_BATCHES = 4  # fewer batch means than this: no truncation point (warmup_bias_pct is NaN)
 
 
 class Stats:
@@ -190,17 +191,12 @@ def warmup_bias_pct(batch_means) -> float:
     """Mean of all batches minus the mean after the MSER truncation, in % of the latter (NaN if undefined)."""
     y = np.asarray(batch_means, dtype=np.float64)
     y = y[np.isfinite(y)]
-    if len(y) < 4:
+    if len(y) < MSER_MIN_BATCHES:
         return math.nan
     steady = float(y[mser_truncation(y):].mean())
     if steady == 0:
         return math.nan
     return 100.0 * (float(y.mean()) - steady) / abs(steady)
-
-
-def _work_batches(st: Stats, name: str) -> np.ndarray | None:
-    """A rate's batch means: the batches' work (equal batch lengths, so work is proportional to the rate)."""
-    return st.work_batches.get(name)
 
 
 def _sample_batches(st: Stats, name: str) -> np.ndarray | None:
@@ -235,36 +231,36 @@ def compute(h: Host, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]],
             for k, val in work.items():
                 co[k] += val
     kind = h.sc.workload.kind
-    main = None  # batch means of the workload's main metric (the first with a _ci95_pct)
+    main = None  # batch means of the workload's main metric (work per batch for a rate), for warmup_bias_pct
     if kind == "hackbench":
         m["messages_per_s"] = w0["messages"] / sim_s
         hb = h.sc.workload.hackbench
         total = hb.groups * hb.senders * hb.receivers * hb.loops
         m["hackbench_time_s"] = total / m["messages_per_s"] if m["messages_per_s"] > 0 else math.inf
-        main = _work_batches(st, "messages")
+        main = st.work_batches.get("messages")
         m["messages_per_s_ci95_pct"] = _ci(main)
         # time = total / rate: the same relative half-width to first order (delta method)
         m["hackbench_time_s_ci95_pct"] = m["messages_per_s_ci95_pct"]
     elif kind == "ebizzy":
         m["records_per_s"] = w0["records"] / sim_s
-        main = _work_batches(st, "records")
+        main = st.work_batches.get("records")
         m["records_per_s_ci95_pct"] = _ci(main)
     elif kind == "pbzip2":
         m["pbzip2_blocks_per_s"] = w0["block_progress"] / sim_s
         pb = h.sc.workload.pbzip2
         blocks = pb.input_bytes / pb.block_bytes
         m["pbzip2_wall_s"] = blocks / m["pbzip2_blocks_per_s"] if m["pbzip2_blocks_per_s"] > 0 else math.inf
-        main = _work_batches(st, "block_progress")
+        main = st.work_batches.get("block_progress")
         m["pbzip2_blocks_per_s_ci95_pct"] = _ci(main)
         m["pbzip2_wall_s_ci95_pct"] = m["pbzip2_blocks_per_s_ci95_pct"]  # time = total / rate (delta method)
     elif kind == "lockbench":
         m["acquisitions_per_s"] = w0["acquisitions"] / sim_s
         m["lock_wait_p99_us"] = _pct(st.lock_waits, 99) / 1e3
-        main = _work_batches(st, "acquisitions")
+        main = st.work_batches.get("acquisitions")
         m["acquisitions_per_s_ci95_pct"] = _ci(main)
     elif kind == "cpu-bound":
         m["compute_s_per_s"] = w0["compute_ns"] / 1e9 / sim_s
-        main = _work_batches(st, "compute_ns")
+        main = st.work_batches.get("compute_ns")
         m["compute_s_per_s_ci95_pct"] = _ci(main)
     elif kind == "vmexit" and st.vmexit_ops:
         m["vmexit_op_cycles"] = float(np.mean(st.vmexit_ops)) * h.prof.tsc_ghz
