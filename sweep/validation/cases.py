@@ -77,7 +77,8 @@ class Case:
         keys = {k for s in self.compare.series for k in s.select}
         keys |= {k for c in self.compare.conditions.values() for k in c.select}
         metrics = [s.metric for s in self.compare.series if s.modelled]
-        return [*sorted(keys), *dict.fromkeys(metrics), *(f"{m}_ci95_pct" for m in dict.fromkeys(metrics))]
+        ci = (f"{m}_ci95_pct" for m in dict.fromkeys(metrics))
+        return [*sorted(keys), *dict.fromkeys(metrics), *ci, "warmup_bias_pct"]
 
 
 def conf_path(case_id: str) -> Path:

@@ -12,6 +12,10 @@ them, never re-parsed from text:
 * ``within_run_ci95_pct`` / ``baseline_within_run_ci95_pct``: the mean over
   replicates of the run's own 95 % interval of the metric, in % of it (the
   dataset's ``<metric>_ci95_pct`` column; null when the model does not give one);
+* ``warmup_bias_pct`` / ``baseline_warmup_bias_pct``: the largest ``|warmup_bias_pct|``
+  over the replicates (the start transient left in the measured window, MSER
+  truncation, model.metrics), which belongs to the run's main metric -- the
+  series metric of every shipped case; null when the runs do not report it;
 * ``reason``: why a row is not modelled or has no data; ``published_note``:
   published.yaml's note on the series (results published in words).
 
@@ -45,6 +49,7 @@ BASELINE, PASS, FAIL, MIXED, NOT_MODELLED, NO_DATA = (
 )
 VERDICTS = (BASELINE, PASS, FAIL, NOT_MODELLED, NO_DATA)
 CI_SUFFIX = "_ci95_pct"  # the dataset's within-run uncertainty of a metric: <metric>_ci95_pct
+WARMUP_BIAS = "warmup_bias_pct"  # the dataset's start-transient bias of the run's main metric (%)
 
 COLUMNS: dict[str, pl.DataType] = {
     "case": pl.String(),
@@ -62,6 +67,8 @@ COLUMNS: dict[str, pl.DataType] = {
     "simulated_improvement": pl.Float64(),
     "within_run_ci95_pct": pl.Float64(),
     "baseline_within_run_ci95_pct": pl.Float64(),
+    "warmup_bias_pct": pl.Float64(),
+    "baseline_warmup_bias_pct": pl.Float64(),
     "replicates": pl.Int64(),
     "paired": pl.Boolean(),
     "higher_is_better": pl.Boolean(),
@@ -96,9 +103,10 @@ def read_runs(output: Path, columns: list[str]) -> pl.DataFrame:
 
 
 def _selected(runs: pl.DataFrame, select: Mapping[str, Any], metric: str) -> pl.DataFrame:
-    """``replicate, seed, value, ci`` of the runs that match, the metric finite, one row per replicate."""
+    """``replicate, seed, value, ci, bias`` of the runs that match, the metric finite, one row per
+    replicate (``bias``: the largest ``|warmup_bias_pct|`` of the replicate's runs)."""
     empty = pl.DataFrame(
-        schema={"replicate": pl.Int64, "seed": pl.Int64, "value": pl.Float64, "ci": pl.Float64}
+        schema={"replicate": pl.Int64, "seed": pl.Int64, "value": pl.Float64, "ci": pl.Float64, "bias": pl.Float64}
     )
     if runs.is_empty() or metric not in runs.columns or any(k not in runs.columns for k in select):
         return empty
@@ -108,11 +116,13 @@ def _selected(runs: pl.DataFrame, select: Mapping[str, Any], metric: str) -> pl.
         if metric + CI_SUFFIX in runs.columns
         else pl.lit(None, pl.Float64)
     )
+    bias = pl.col(WARMUP_BIAS).cast(pl.Float64).abs() if WARMUP_BIAS in runs.columns else pl.lit(None, pl.Float64)
     frame = runs.filter(cond).select(
         pl.col("replicate").cast(pl.Int64),
         pl.col("seed").cast(pl.Int64),
         pl.col(metric).cast(pl.Float64).alias("value"),
         ci.alias("ci"),
+        bias.alias("bias"),
     )
     frame = frame.filter(pl.col("value").is_finite())
     # one value per replicate (a design with duplicated rows would average them)
@@ -122,6 +132,7 @@ def _selected(runs: pl.DataFrame, select: Mapping[str, Any], metric: str) -> pl.
             pl.col("seed").first(),
             pl.col("value").mean(),
             pl.col("ci").filter(pl.col("ci").is_finite()).mean(),
+            pl.col("bias").filter(pl.col("bias").is_finite()).max(),
         )
         .sort("replicate")
     )
@@ -143,6 +154,13 @@ def _mean(frame: pl.DataFrame, column: str) -> float | None:
     if not frame.height:
         return None
     value = frame[column].mean()
+    return float(value) if value is not None and math.isfinite(value) else None  # type: ignore[arg-type]
+
+
+def _max(frame: pl.DataFrame, column: str) -> float | None:
+    if not frame.height:
+        return None
+    value = frame[column].max()
     return float(value) if value is not None and math.isfinite(value) else None  # type: ignore[arg-type]
 
 
@@ -182,6 +200,7 @@ def _series_rows(case: Case, series: Series, runs: pl.DataFrame) -> list[dict[st
                 simulated=_mean(base, "value"),
                 simulated_ratio=1.0 if base.height else None,
                 within_run_ci95_pct=_mean(base, "ci"),
+                warmup_bias_pct=_max(base, "bias"),
                 replicates=base.height,
                 verdict=BASELINE,
             )
@@ -198,6 +217,8 @@ def _series_rows(case: Case, series: Series, runs: pl.DataFrame) -> list[dict[st
             simulated=_mean(cond, "value"),
             within_run_ci95_pct=_mean(cond, "ci"),
             baseline_within_run_ci95_pct=_mean(base, "ci"),
+            warmup_bias_pct=_max(cond, "bias"),
+            baseline_warmup_bias_pct=_max(base, "bias"),
             replicates=est.n,
         )
         if not math.isfinite(est.ratio):

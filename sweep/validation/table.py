@@ -24,6 +24,7 @@ HEADER = (
     "published",
     "simulated ratio [95 % CI]",
     "within-run ±95 %",
+    "warm-up bias",
     "n",
     "tolerance",
     "verdict",
@@ -33,7 +34,10 @@ INTRO = (
     "(`conf/validation/published.yaml`). Simulated: ratio of the means over "
     "the replicates (n), 95 % percentile-bootstrap interval. Within-run: the "
     "run's own 95 % interval of the metric, in % of it (condition / baseline; "
-    "mean over replicates), where the model gives one. Verdict from the point "
+    "mean over replicates), where the model gives one. Warm-up bias: the start "
+    "transient left in the measured window (`warmup_bias_pct`, MSER truncation; "
+    "condition / baseline, largest over the replicates); comparable to the "
+    "effect, the window is too short. Verdict from the point "
     "estimate; in brackets whether the whole interval agrees."
 )
 
@@ -61,6 +65,10 @@ def fmt_pct(x: float | None) -> str:
     return f"±{x:.2g} %" if _finite(x) else ""
 
 
+def fmt_bias(x: float | None) -> str:
+    return f"{x:.2g} %" if _finite(x) else ""
+
+
 def tolerance_text(kind: str, value: float, *, short: bool = False) -> str:
     if kind == "factor":
         return f"x{value:g} impr." if short else f"improvement within x{value:g}, same sign"
@@ -83,6 +91,9 @@ def cells(row: dict[str, Any], *, short: bool = False) -> dict[str, str]:
     within = ""
     if shown and (_finite(row["within_run_ci95_pct"]) or _finite(row["baseline_within_run_ci95_pct"])):
         within = f"{fmt_pct(row['within_run_ci95_pct']) or '-'} / {fmt_pct(row['baseline_within_run_ci95_pct']) or '-'}"
+    bias = ""
+    if shown and (_finite(row.get("warmup_bias_pct")) or _finite(row.get("baseline_warmup_bias_pct"))):
+        bias = f"{fmt_bias(row.get('warmup_bias_pct')) or '-'} / {fmt_bias(row.get('baseline_warmup_bias_pct')) or '-'}"
     published = fmt_value(row["published"])
     ratio = fmt_ratio(row["published_ratio"])
     if short:
@@ -98,6 +109,7 @@ def cells(row: dict[str, Any], *, short: bool = False) -> dict[str, str]:
         "published": published,
         "simulated ratio [95 % CI]": simulated if shown else "",
         "within-run ±95 %": within,
+        "warm-up bias": bias,
         "n": str(row["replicates"]) if shown and row["replicates"] is not None else "",
         "tolerance": tolerance_text(row["tolerance_kind"], row["tolerance_value"], short=short),
         "verdict": verdict_text(row, reason=not short),
@@ -201,7 +213,7 @@ def rich_table(table: pl.DataFrame) -> Any:
     out = Table(title="Validation against published results: ratio of each condition to the baseline")
     columns = tuple(c for c in HEADER if c != "metric")
     for column in columns:
-        right = column in ("published", "simulated ratio [95 % CI]", "within-run ±95 %", "n")
+        right = column in ("published", "simulated ratio [95 % CI]", "within-run ±95 %", "warm-up bias", "n")
         out.add_column(
             "published ratio" if column == "published" else column,
             justify="right" if right else "left",
