@@ -25,6 +25,8 @@ from sweep.validation.spec import Compare, Series
 REPO = Path(__file__).resolve().parents[2]
 VALIDATION_DIR = REPO / "conf" / "validation"
 PUBLISHED_FILE = VALIDATION_DIR / "published.yaml"
+CI_SUFFIX = "_ci95_pct"  # the dataset's within-run uncertainty of a metric: <metric>_ci95_pct
+WARMUP_BIAS = "warmup_bias_pct"  # the dataset's start-transient bias of the run's main metric (%)
 
 
 class ValidationError(UserError):
@@ -77,8 +79,8 @@ class Case:
         keys = {k for s in self.compare.series for k in s.select}
         keys |= {k for c in self.compare.conditions.values() for k in c.select}
         metrics = [s.metric for s in self.compare.series if s.modelled]
-        ci = (f"{m}_ci95_pct" for m in dict.fromkeys(metrics))
-        return [*sorted(keys), *dict.fromkeys(metrics), *ci, "warmup_bias_pct"]
+        ci = (m + CI_SUFFIX for m in dict.fromkeys(metrics))
+        return [*sorted(keys), *dict.fromkeys(metrics), *ci, WARMUP_BIAS]
 
 
 def conf_path(case_id: str) -> Path:

@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from sweep.validation.cases import Case
+from sweep.validation.cases import CI_SUFFIX, WARMUP_BIAS, Case
 from sweep.validation.spec import EPS, Series, Tolerance, improvement
 from sweep.validation.stats import RatioEstimate, ratio_interval
 
@@ -48,8 +48,6 @@ BASELINE, PASS, FAIL, MIXED, NOT_MODELLED, NO_DATA = (
     "no data",
 )
 VERDICTS = (BASELINE, PASS, FAIL, NOT_MODELLED, NO_DATA)
-CI_SUFFIX = "_ci95_pct"  # the dataset's within-run uncertainty of a metric: <metric>_ci95_pct
-WARMUP_BIAS = "warmup_bias_pct"  # the dataset's start-transient bias of the run's main metric (%)
 
 COLUMNS: dict[str, pl.DataType] = {
     "case": pl.String(),
@@ -151,17 +149,15 @@ def interval_verdict_of(tol: Tolerance, est: RatioEstimate, pub_ratio: float, hi
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float | None:
-    if not frame.height:
-        return None
-    value = frame[column].mean()
-    return float(value) if value is not None and math.isfinite(value) else None  # type: ignore[arg-type]
+    return _finite_or_none(frame[column].mean() if frame.height else None)
 
 
 def _max(frame: pl.DataFrame, column: str) -> float | None:
-    if not frame.height:
-        return None
-    value = frame[column].max()
-    return float(value) if value is not None and math.isfinite(value) else None  # type: ignore[arg-type]
+    return _finite_or_none(frame[column].max() if frame.height else None)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _series_rows(case: Case, series: Series, runs: pl.DataFrame) -> list[dict[str, Any]]:
