@@ -93,6 +93,11 @@ RULES: tuple[Rule, ...] = (
          "handle_fastpath_preemption_timer"),
     Rule("features.boost_user_irq", "host", "5.13", None, "52acd22faa1a",
          "a vCPU preempted in user mode is a candidate when it has a posted interrupt pending"),
+    Rule("features.sched_yield_undercommit_bail", "host", "5.14", None,
+         "72b268a8e930 'KVM: X86: Bail out of direct yield in case of under-committed scenarios'",
+         "kvm_sched_yield: if (single_task_running()) goto no_yield; -- SCHED_YIELD and the queue-head"
+         " boost of KICK_CPU yield nothing from a pCPU whose runqueue holds only the caller (v3 posted"
+         " 2021-05-17, after 5.13-rc1: merged for 5.14)"),
     Rule("features.ipi_shorthand", "guest", "5.4", None,
          "832df3d47bad 'x86/smp: Enhance native_send_call_func_ipi()' (tglx's IPI shorthand series, 5.4)",
          "a call-function IPI to every online CPU but self is one send_IPI_allbutself when"
@@ -173,6 +178,7 @@ FEATURE_KEYS = (
     "ipi_fastpath", "timer_fastpath", "boost_ready", "boost_user_irq", "boost_queue_head",
     "pv_sched_yield", "pv_sched_yield_skip_idle", "pv_tlb_flush", "pv_send_ipi", "pv_spinlock",
     "pv_wait_early", "rwsem_reader_spin", "ple", "ipi_shorthand", "call_single_if_polling",
+    "sched_yield_undercommit_bail",
 )  # fmt: skip
 HINT_OFF = ("pv_spinlock", "pv_tlb_flush", "pv_sched_yield")  # what KVM_HINTS_REALTIME turns off
 

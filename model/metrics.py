@@ -134,6 +134,9 @@ class Stats:
     def queue_head_boost(self, v: Vcpu) -> None:
         self.count(v, "queue_head_boosts")
 
+    def sched_yield_undercommit_bail(self, v: Vcpu) -> None:
+        self.count(v, "sched_yield_undercommit_bails")
+
     def add_work(self, vm_index: int, name: str, amount: float) -> None:
         if self.measuring:
             self.work[vm_index][name] += amount
@@ -317,7 +320,7 @@ def compute(h: Host, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]],
     m["spin_pct"] = 100.0 * spin_ns / vcpu_ns
     m["smp_call_function_many_pct"] = 100.0 * csfm_ns / guest_ns if guest_ns else math.nan
     for name in ("directed_yield_attempts", "pv_sched_yields", "kicks", "queue_head_boosts",
-                 "tlb_flushes_deferred"):
+                 "sched_yield_undercommit_bails", "tlb_flushes_deferred"):
         m[name] = float(st.counters[name])
     m["directed_yield_successes"] = float(st.counters["directed_yield_yielded"])
     m["directed_yield_esrch"] = float(st.counters["directed_yield_esrch"])

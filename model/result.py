@@ -200,7 +200,13 @@ METRICS: dict[str, Metric | str] = {
         "queued-spinlock waiters halting in pv_wait (kvm_wait's HLT) per second",
         "qspinlock_stat pv_wait_head + pv_wait_node; kvm_exit HLT",
     ),
-    "queue_head_boosts": M("KICK_CPU yields to the kicked queue head", "(RFC patch; no upstream counter)"),
+    "queue_head_boosts": M(
+        "KICK_CPU yields to the kicked queue head (266e85a5ec91)", "(no upstream counter of its own)"
+    ),
+    "sched_yield_undercommit_bails": M(
+        "kvm_sched_yield calls (SCHED_YIELD, KICK_CPU boost) that bailed out: the caller's pCPU runs one task",
+        "72b268a8e930; counted in kvm stat directed_yield_attempted, not in directed_yield_successful",
+    ),
     "tlb_shootdowns_per_s": M(
         "TLB shootdowns (call-function-many flushes) per second", "guest /proc/interrupts TLB", "lower"
     ),

@@ -200,8 +200,16 @@ def _kvm_sched_yield(h: Host, me: Vcpu, target: Vcpu) -> bool:
 
     266e85a5ec91 added ``READ_ONCE(target->ready)`` to the condition (hosts
     before it, ``boost_queue_head`` off, yield to any target); the kernel
-    ignores a yield to oneself.  True when the caller yielded its pCPU."""
-    if target is me or (h.sc.features.boost_queue_head and not target.ready):
+    ignores a yield to oneself.  72b268a8e930 (host 5.14,
+    ``sched_yield_undercommit_bail``) bails out first when
+    ``single_task_running()``: the caller's pCPU runqueue holds only the
+    caller, so the host is taken to be under-committed.  True when the caller
+    yielded its pCPU."""
+    feat = h.sc.features
+    if feat.sched_yield_undercommit_bail and me.pcpu.nr_running == 1:
+        h.stats.sched_yield_undercommit_bail(me)
+        return False
+    if target is me or (feat.boost_queue_head and not target.ready):
         return False
     if directed_yield(h, me, target) != scheduler.YIELDED:
         return False

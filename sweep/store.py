@@ -207,6 +207,7 @@ PARAM_MEANINGS: dict[str, str] = {
     "features.pv_spinlock": "guest paravirt qspinlock: pv_wait halts, pv_kick wakes (KVM_HC_KICK_CPU)",
     "features.pv_wait_early": "pv_wait_early: a waiter halts early when the previous node is preempted",
     "features.ple": "Pause-loop exiting (Intel PLE / AMD pause filter)",
+    "features.sched_yield_undercommit_bail": "kvm_sched_yield yields nothing when the caller's pCPU runs one task",
 }
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from model import guest, spin
 from model.ops import Call, Run
+from model.vcpu import RUNNABLE
 from model.simulate import build, start
 from tests.model.conftest import run, scenario
 
@@ -198,8 +199,42 @@ def test_kvm_sched_yield_checks_ready_only_with_266e85a5ec91(boost_queue_head):
     assert spin._kvm_sched_yield(h, me, me) is False  # never to oneself
 
 
+@pytest.mark.parametrize("bail", [False, True])
+def test_kvm_sched_yield_bails_out_from_a_single_task_runqueue_with_72b268a8e930(bail):
+    """1x, one vCPU per pCPU: single_task_running() holds on every pCPU.  With the 5.14 rule the
+    hypercall yields nothing and never reaches yield_to; without it, yield_to is tried (ESRCH)."""
+    h = build(scenario(**{"workload.kind": "cpu-bound", "vm.vcpus": 8,
+                          "features.sched_yield_undercommit_bail": bail}), seed=1)
+    start(h)
+    h.engine.run(1_000_000)
+    h.stats.start_measuring(h.engine.now)
+    vm = h.vms[0]
+    me = next(v for v in vm.vcpus if v.pcpu is not None and v.pcpu.curr is v)
+    target = next(v for v in vm.vcpus if v is not me)
+    target.ready = True
+    assert me.pcpu.nr_running == 1
+    assert spin._kvm_sched_yield(h, me, target) is False
+    counters = h.stats.counters
+    assert counters["sched_yield_undercommit_bails"] == (1 if bail else 0)
+    assert counters["directed_yield_attempts"] == (0 if bail else 1)
+    assert counters["directed_yield_esrch"] == (0 if bail else 1)
+
+
+def test_the_undercommit_bail_does_not_stop_a_yield_from_a_shared_runqueue():
+    """At 2x (16 vCPUs of one VM on 8 pCPUs) the caller's pCPU runs two tasks:
+    single_task_running() is false, and the yield to a runnable vCPU happens."""
+    h = _on_spin_host(**{"features.sched_yield_undercommit_bail": True, "vm.vcpus": 16})
+    vm = h.vms[0]
+    me = next(v for v in vm.vcpus if v.pcpu.curr is v and v.pcpu.nr_running > 1)
+    target = next(v for v in vm.vcpus if v.state == RUNNABLE)
+    target.ready = True
+    assert spin._kvm_sched_yield(h, me, target) is True
+    assert h.stats.counters["sched_yield_undercommit_bails"] == 0
+    assert h.stats.counters["directed_yield_yielded"] == 1
+
+
 def test_kick_cpu_wakes_a_halted_vcpu_and_forces_an_exit_on_a_running_one():
-    from model.vcpu import EXIT, GUEST, HALTED, RUNNABLE
+    from model.vcpu import EXIT, GUEST, HALTED
 
     h = build(scenario(**{"workload.kind": "lockbench", "vm.vcpus": 8}), seed=1)  # 1x: 8 vCPUs, 8 pCPUs
     start(h)
