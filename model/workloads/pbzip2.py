@@ -245,7 +245,7 @@ def _consumer(h: Host, vm, task: Task, proc: Pbzip2, knobs, ptl, first: int, pha
     space = vm.mm
     block = first
     chunk_ns = max(work_ns - fault_user_ns, 0.0) / PROGRESS_CHUNKS
-    left = int(round(phase * PROGRESS_CHUNKS))  # the first block is part-way done (steady-state start)
+    left = round(phase * PROGRESS_CHUNKS)  # the first block is part-way done (steady-state start)
     while True:
         for _ in range(left):
             yield Run(chunk_ns, False)  # BWT sort, MTF/Huffman coding of the block

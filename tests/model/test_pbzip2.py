@@ -34,7 +34,7 @@ def test_blocks_per_s_match_the_per_core_figure_on_a_dedicated_host():
                      "sim.duration_ms": 3000, "sim.warmup_ms": 200})
     h = build(sc, 1)
     per_core = 1e9 / pbzip2.compress_ns(h, sc.workload.pbzip2)
-    vcpu_totals, pcpu_totals = run_host(h)
+    _vcpu_totals, _pcpu_totals = run_host(h)
     work = h.stats.work[0]
     sim_s = 2.8
     rate = work["block_progress"] / sim_s
@@ -101,7 +101,7 @@ def test_with_boost_user_irq_on_spin_picks_user_mode_vcpus_with_an_interrupt_pen
     user = [pending for u, pending in seen if u]
     assert user  # the compressors preempted while compressing, with the flush IPI in their PIR
     assert all(user)  # never one without a pending interrupt
-    off_seen, off = _yield_targets(monkeypatch, False)
+    _off_seen, off = _yield_targets(monkeypatch, False)
     # the spinners get their acknowledgements sooner: fewer PLE exits, less time in csd_lock_wait
     assert m["ple_exits_per_s"] < off["ple_exits_per_s"]
     assert m["smp_call_function_many_pct"] < off["smp_call_function_many_pct"]

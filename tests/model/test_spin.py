@@ -4,8 +4,8 @@ import pytest
 
 from model import guest, spin
 from model.ops import Call, Run
-from model.vcpu import RUNNABLE
 from model.simulate import build, start
+from model.vcpu import RUNNABLE
 from tests.model.conftest import run, scenario
 
 OFF = {"features.boost_ready": False, "features.boost_user_irq": False, "features.pv_tlb_flush": False,
