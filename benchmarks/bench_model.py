@@ -1,6 +1,6 @@
 """Simulator speed: events per simulated second, cost per event, simulated seconds per CPU / wall second.
 
-    python benchmarks/bench_model.py [--repeats 3] [--warmup-ms W --duration-ms D] [--only NAME]
+    python benchmarks/bench_model.py [--repeats 3] [--warmup-ms W --duration-ms D] [--only NAME] [--events]
 
 Scenarios (issue 11):
 - ``cascadelake-ebizzy-oc2`` (the goal scenario): the 2-socket 24-core SMT Cascade Lake
@@ -20,17 +20,23 @@ handler call that re-schedules itself) for a bare ``heapq`` loop, for this
 project's ``model.engine.Engine`` and for SimPy (``simpy``, in the ``test`` extra:
 ``pip install -e ".[test]"``; reported as missing when it is not installed),
 with the same number of pending events and the same delays.
+
+``--events`` adds, per scenario (seed 1, the same window), the event mix: heap
+pops per simulated second by handler (``Timer:`` = a re-armable timer's entry,
+split into fired and re-filed), and the dead entries of cancelled events --
+where "fewer events" (issue 11) has to start.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
 import statistics
 import time
 
 from model import Scenario
-from model.engine import Engine
+from model.engine import Engine, Timer
 from model.simulate import build, start
 
 # name: (scenario, warm-up ms, end ms); the figures cover [warm-up, end]
@@ -154,6 +160,42 @@ def bench_scenario(data: dict, warmup_ms: float, duration_ms: float, seed: int) 
     }
 
 
+def event_mix(data: dict, warmup_ms: float, duration_ms: float, seed: int = 1) -> tuple[collections.Counter, float]:
+    """Heap pops in the window by what they ran: the engine's own loop (``Engine.run``), unrolled
+    here so that each pop can be attributed; returns (counts, simulated seconds)."""
+    sc = Scenario.build({**data, "sim": {"duration_ms": duration_ms, "warmup_ms": warmup_ms}})
+    h = build(sc, seed)
+    eng = h.engine
+    start(h)
+    eng.run(int(warmup_ms * 1e6))
+    heap, until, mix = eng._heap, int(duration_ms * 1e6), collections.Counter()
+    while heap and heap[0][0] <= until:
+        time_ns, _, handler, args = heapq.heappop(heap)
+        if handler is None:
+            mix["(dead: cancelled event)"] += 1
+            continue
+        eng.now = time_ns
+        timer = getattr(handler, "__self__", None)
+        if timer.__class__ is Timer:
+            refiled, dropped = eng.timer_refiled, timer.deadline < 0
+            name = timer.handler.__module__ + "." + timer.handler.__qualname__
+            handler(*args)
+            what = "re-filed" if eng.timer_refiled > refiled else "dropped" if dropped else "fired"
+            mix[f"Timer:{name} ({what})"] += 1
+            continue
+        handler(*args)
+        mix[f"{handler.__module__}.{handler.__qualname__}"] += 1
+    eng.now = until
+    return mix, (duration_ms - warmup_ms) / 1e3
+
+
+def print_event_mix(name: str, mix: collections.Counter, sim_s: float, top: int = 12) -> None:
+    total = sum(mix.values())
+    print(f"\nevent mix, {name} (seed 1): {total / sim_s:,.0f} heap pops per simulated s")
+    for what, n in mix.most_common(top):
+        print(f"  {n / sim_s:13,.0f} /sim s {100 * n / total:5.1f} %  {what}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -161,11 +203,13 @@ def main() -> None:
     ap.add_argument("--duration-ms", type=float, help="override every scenario's end time")
     ap.add_argument("--only", choices=list(SCENARIOS))
     ap.add_argument("--loop-events", type=int, default=200_000)
+    ap.add_argument("--events", action="store_true", help="also print each scenario's event mix")
     args = ap.parse_args()
     n = args.repeats
     print(f"scenarios: measured window after the warm-up, median of {n} seeds; CPU = time.process_time")
     print(f"{'scenario':24} {'window ms':>10} {'events/sim s':>13} {'pushes/sim s':>13} {'ns/event':>9} "
           f"{'sim s/CPU s':>12} {'sim s/wall s':>12} {'CPU s':>7}")
+    mixes = []
     for name, (data, warm, end) in SCENARIOS.items():
         if args.only and name != args.only:
             continue
@@ -176,6 +220,10 @@ def main() -> None:
         print(f"{name:24} {f'{warm:g}-{end:g}':>10} {med['events_per_sim_s']:13,.0f} "
               f"{med['pushes_per_sim_s']:13,.0f} {med['ns_per_event']:9,.0f} {med['sim_s_per_cpu_s']:12.5f} "
               f"{med['sim_s_per_wall_s']:12.5f} {med['cpu_s']:7.2f}")
+        if args.events:
+            mixes.append((name, *event_mix(data, warm, end)))
+    for name, mix, sim_s in mixes:
+        print_event_mix(name, mix, sim_s)
     print(f"\nloop, ns per event (push + pop + a handler that re-schedules), {LOOP_PENDING} pending, "
           f"{args.loop_events:,} events, median of {n}:")
     for label, fn in (("heapq (bare)", loop_heapq), ("model.engine.Engine", loop_engine), ("simpy", loop_simpy)):
