@@ -11,7 +11,8 @@ unset from the two versions and the VM hints; a key given explicitly wins
 Defaults (:data:`DEFAULT_GUEST`, :data:`DEFAULT_HOST`): a 5.13 host and a 5.8
 guest.  Together they give every feature the value it had before kernel
 versions existed -- except ``boost_queue_head``, which was thought to be an
-unmerged RFC: it is 266e85a5ec91, merged in 5.3-rc2, so a 5.13 host has it.
+unmerged RFC: it is 266e85a5ec91, merged in 5.3-rc2, so a 5.13 host has it --
+and ``sched_yield_undercommit_bail`` (72b268a8e930, 5.13-rc4), added later.
 A 5.8 guest still has rwsem reader optimistic spinning (removed in 5.11).
 
 VM hints (QEMU options), MODEL.md section 12b:
@@ -93,11 +94,11 @@ RULES: tuple[Rule, ...] = (
          "handle_fastpath_preemption_timer"),
     Rule("features.boost_user_irq", "host", "5.13", None, "52acd22faa1a",
          "a vCPU preempted in user mode is a candidate when it has a posted interrupt pending"),
-    Rule("features.sched_yield_undercommit_bail", "host", "5.14", None,
+    Rule("features.sched_yield_undercommit_bail", "host", "5.13", None,
          "72b268a8e930 'KVM: X86: Bail out of direct yield in case of under-committed scenarios'",
          "kvm_sched_yield: if (single_task_running()) goto no_yield; -- SCHED_YIELD and the queue-head"
-         " boost of KICK_CPU yield nothing from a pCPU whose runqueue holds only the caller (v3 posted"
-         " 2021-05-17, after 5.13-rc1: merged for 5.14)"),
+         " boost of KICK_CPU yield nothing from a pCPU whose runqueue holds only the caller (posted"
+         " 2021-05-17, merged in 5.13-rc4 with the KVM fixes pull of 2021-05-29)"),
     Rule("features.ipi_shorthand", "guest", "5.4", None,
          "832df3d47bad 'x86/smp: Enhance native_send_call_func_ipi()' (tglx's IPI shorthand series, 5.4)",
          "a call-function IPI to every online CPU but self is one send_IPI_allbutself when"

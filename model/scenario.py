@@ -218,7 +218,7 @@ class Features(_Frozen):
     ple: bool | None = None  # Intel PLE / AMD pause filter; off with cpu_pm
     ipi_shorthand: bool | None = None  # 832df3d47bad, guest 5.4: call-function to all but self = one shorthand write
     call_single_if_polling: bool | None = None  # b2a02fc43a1f, guest 5.8: no call-function-single IPI to a polling CPU
-    sched_yield_undercommit_bail: bool | None = None  # 72b268a8e930, host 5.14: no directed yield from a 1-task runqueue
+    sched_yield_undercommit_bail: bool | None = None  # 72b268a8e930, host 5.13: no directed yield from a 1-task runqueue
 
 
 class GuestKernel(_Frozen):

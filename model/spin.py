@@ -200,7 +200,7 @@ def _kvm_sched_yield(h: Host, me: Vcpu, target: Vcpu) -> bool:
 
     266e85a5ec91 added ``READ_ONCE(target->ready)`` to the condition (hosts
     before it, ``boost_queue_head`` off, yield to any target); the kernel
-    ignores a yield to oneself.  72b268a8e930 (host 5.14,
+    ignores a yield to oneself.  72b268a8e930 (host 5.13,
     ``sched_yield_undercommit_bail``) bails out first when
     ``single_task_running()``: the caller's pCPU runqueue holds only the
     caller, so the host is taken to be under-committed.  True when the caller

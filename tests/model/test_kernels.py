@@ -45,8 +45,8 @@ ROWS = [
     ("features.ipi_shorthand", "5.4", "5.13", True),  # 832df3d47bad
     ("features.call_single_if_polling", "5.7", "5.13", False),
     ("features.call_single_if_polling", "5.8", "5.13", True),  # b2a02fc43a1f
-    ("features.sched_yield_undercommit_bail", "5.8", "5.13", False),
-    ("features.sched_yield_undercommit_bail", "5.8", "5.14", True),  # 72b268a8e930
+    ("features.sched_yield_undercommit_bail", "5.8", "5.12", False),
+    ("features.sched_yield_undercommit_bail", "5.8", "5.13", True),  # 72b268a8e930 (5.13-rc4)
     ("vm.steal_preempted_on_halt", "5.8", "5.18", True),
     ("vm.steal_preempted_on_halt", "5.8", "5.19", False),  # 54aa83c90198
 ]
