@@ -66,8 +66,9 @@ class Pcpu:
     min_vruntime: int = 0
     need_resched: bool = False
     pick_pending: bool = False  # an idle pCPU will pick after the wake-up IPI
-    next_buddy: Vcpu | None = None  # cfs_rq->next, set by yield_to
+    next_buddy: Vcpu | None = None  # cfs_rq->next, set by yield_to and by a wake-up that preempts
     skip_buddy: Vcpu | None = None  # cfs_rq->skip, set by yield
+    last_buddy: Vcpu | None = None  # cfs_rq->last, set on wake-up preemption of a crowded queue (LAST_BUDDY)
     slice_end: Any = None  # the slice-end Timer (model.engine), made on first use
     curr_start: int = 0  # when curr was picked (for its slice)
     mode: PcpuMode = IDLE

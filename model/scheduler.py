@@ -10,7 +10,10 @@ floating threads a pCPU that goes idle pulls a runnable thread at once
 (:func:`newidle_balance`), besides the periodic balance.  ``yield_to`` follows ``yield_to()`` in kernel/sched/core.c
 and ``yield_to_task_fair()``: ESRCH when both run queues hold one task, a
 no-op when the target runs or sleeps, else a next buddy on the target's run
-queue, a reschedule there and a yield of the caller.
+queue, a reschedule there and a yield of the caller.  A wake-up that preempts
+(check_preempt_wakeup) also makes the wakee the next buddy, and on a run queue of
+at least ``sched_nr_latency`` threads the preempted one the last buddy; NEXT_BUDDY
+(buddy on every wake-up) is off by default and not modelled.
 """
 
 from __future__ import annotations
@@ -110,10 +113,22 @@ def enqueue(h: Host, p: Pcpu, v: Vcpu, remote: bool) -> None:
             h.engine.after(delay, _pick_on_idle, h, p)
         return
     update_curr(h, p)
-    if p.curr.vruntime - v.vruntime > CFS.wakeup_granularity_ns:
-        resched(h, p)  # check_preempt_wakeup()
+    if not p.need_resched and p.curr.vruntime - v.vruntime > CFS.wakeup_granularity_ns:
+        _wakeup_preempt(h, p, v)
     else:
         _arm_slice(h, p)
+
+
+def _wakeup_preempt(h: Host, p: Pcpu, wakee: Vcpu) -> None:
+    """check_preempt_wakeup() when the wakee is ahead of the running thread by more than the
+    wakeup granularity: ``set_next_buddy(pse)`` ("bias pick_next to pick the sched entity that
+    is triggering this preemption"), ``resched_curr()``, and with LAST_BUDDY, when ``scale``
+    (``cfs_rq->nr_running >= sched_nr_latency``), ``set_last_buddy(se)`` of the preempted
+    thread.  The kernel returns before any of this when TIF_NEED_RESCHED is already set."""
+    p.next_buddy = wakee
+    if p.nr_running >= CFS.nr_latency:
+        p.last_buddy = p.curr
+    resched(h, p)
 
 
 def _pick_on_idle(h: Host, p: Pcpu) -> None:
@@ -176,6 +191,9 @@ def _choose(p: Pcpu, candidates: list[Vcpu]) -> Vcpu | None:
     pick = left
     if p.skip_buddy is left and second is not None and second.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
         pick = second
+    lb = p.last_buddy  # "prefer last buddy, try to return the CPU to a preempted task"
+    if lb is not None and lb in candidates and lb.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
+        pick = lb
     nb = p.next_buddy
     if nb is not None and nb in candidates and nb.vruntime - left.vruntime <= CFS.wakeup_granularity_ns:
         pick = nb
@@ -183,10 +201,13 @@ def _choose(p: Pcpu, candidates: list[Vcpu]) -> Vcpu | None:
 
 
 def _clear_buddies(p: Pcpu, picked: Vcpu) -> None:
+    """clear_buddies(): every buddy pointer at ``picked`` (on pick, and when it leaves the queue)."""
     if p.next_buddy is picked:
         p.next_buddy = None
     if p.skip_buddy is picked:
         p.skip_buddy = None
+    if p.last_buddy is picked:
+        p.last_buddy = None
 
 
 def pick_next(p: Pcpu) -> Vcpu | None:
@@ -371,10 +392,7 @@ def _balance(h: Host) -> None:
             src = queued[0]
             v = min(src.rq, key=_vruntime_key)
             src.rq.remove(v)
-            if src.next_buddy is v:
-                src.next_buddy = None
-            if src.skip_buddy is v:
-                src.skip_buddy = None
+            _clear_buddies(src, v)
             _migrate_vruntime(v, dst)
             enqueue(h, dst, v, remote=True)
             queued = sorted((p for p in queued if p.rq), key=lambda p: (-len(p.rq), p.id))

@@ -187,3 +187,55 @@ def test_newidle_balance_prefers_the_smt_sibling_then_the_socket():
     dst.rq.clear()
     h.pcpus[4].rq.clear()
     assert scheduler.newidle_balance(h, dst) and dst.rq[0].pcpu.socket == 0
+
+
+# -- wake-up preemption: next and last buddies (check_preempt_wakeup) -----------------
+
+
+def _wake_onto_pcpu0(h, wakee_ahead_ns: int, leftmost_ahead_ns: int):
+    """Put one queued thread of pCPU 0 to sleep and wake it ``wakee_ahead_ns`` behind the running
+    thread in vruntime, with another queued thread ``leftmost_ahead_ns`` behind it."""
+    p = h.pcpus[0]
+    cur = p.curr
+    wakee, left = p.rq[0], p.rq[1]
+    p.rq.remove(wakee)
+    wakee.state = HALTED
+    left.vruntime = cur.vruntime - leftmost_ahead_ns
+    p.min_vruntime = left.vruntime
+    wakee.vruntime = cur.vruntime - wakee_ahead_ns
+    scheduler.wake(h, wakee, waker=None)
+    return p, cur, wakee, left
+
+
+def test_a_wakeup_that_preempts_makes_the_wakee_the_next_buddy_even_if_not_leftmost():
+    """Three threads on a pCPU: the wakee is 6 ms behind the running thread (preempts: > 4 ms) but
+    2 ms ahead of the leftmost; set_next_buddy(pse) makes __schedule() pick the wakee."""
+    h = _host(overcommit=3.0)
+    ms = 1_000_000
+    p, cur, wakee, left = _wake_onto_pcpu0(h, wakee_ahead_ns=6 * ms, leftmost_ahead_ns=8 * ms)
+    assert p.next_buddy is wakee and p.need_resched
+    assert p.last_buddy is None  # 3 < sched_nr_latency: no LAST_BUDDY
+    h.engine.run(h.engine.now + 200_000)
+    assert p.curr is wakee and p.next_buddy is None  # picked, then cleared
+    assert left in p.rq and cur in p.rq
+
+
+def test_no_buddy_when_the_wakee_does_not_preempt_or_a_reschedule_is_already_due():
+    h = _host(overcommit=3.0)
+    ms = 1_000_000
+    p, _, _, _ = _wake_onto_pcpu0(h, wakee_ahead_ns=2 * ms, leftmost_ahead_ns=3 * ms)  # within granularity
+    assert p.next_buddy is None and not p.need_resched
+    h = _host(overcommit=3.0)
+    scheduler.resched(h, h.pcpus[0])  # TIF_NEED_RESCHED already set: check_preempt_wakeup returns
+    p, _, _, _ = _wake_onto_pcpu0(h, wakee_ahead_ns=6 * ms, leftmost_ahead_ns=8 * ms)
+    assert p.next_buddy is None
+
+
+def test_on_a_crowded_queue_the_preempted_thread_becomes_the_last_buddy():
+    """cfs_rq->nr_running >= sched_nr_latency (8): LAST_BUDDY marks the preempted thread."""
+    h = _host(overcommit=8.0)
+    assert h.pcpus[0].nr_running == 8
+    p, cur, wakee, _ = _wake_onto_pcpu0(h, wakee_ahead_ns=6 * 1_000_000, leftmost_ahead_ns=8 * 1_000_000)
+    assert p.next_buddy is wakee and p.last_buddy is cur
+    h.engine.run(h.engine.now + 200_000)
+    assert p.curr is wakee  # the next buddy wins over the last (pick_next_entity checks it last)
