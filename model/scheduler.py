@@ -113,8 +113,9 @@ def enqueue(h: Host, p: Pcpu, v: Vcpu, remote: bool) -> None:
             h.engine.after(delay, _pick_on_idle, h, p)
         return
     update_curr(h, p)
-    if not p.need_resched and p.curr.vruntime - v.vruntime > CFS.wakeup_granularity_ns:
-        _wakeup_preempt(h, p, v)
+    if p.curr.vruntime - v.vruntime > CFS.wakeup_granularity_ns:
+        if not p.need_resched:  # check_preempt_wakeup() returns early when TIF_NEED_RESCHED is set
+            _wakeup_preempt(h, p, v)
     else:
         _arm_slice(h, p)
 
@@ -124,7 +125,7 @@ def _wakeup_preempt(h: Host, p: Pcpu, wakee: Vcpu) -> None:
     wakeup granularity: ``set_next_buddy(pse)`` ("bias pick_next to pick the sched entity that
     is triggering this preemption"), ``resched_curr()``, and with LAST_BUDDY, when ``scale``
     (``cfs_rq->nr_running >= sched_nr_latency``), ``set_last_buddy(se)`` of the preempted
-    thread.  The kernel returns before any of this when TIF_NEED_RESCHED is already set."""
+    thread."""
     p.next_buddy = wakee
     if p.nr_running >= CFS.nr_latency:
         p.last_buddy = p.curr
