@@ -136,14 +136,18 @@ def loop_simpy(n_events: int) -> float | None:
     return (time.process_time() - t0) / n_events * 1e9
 
 
+def _warmed_up(data: dict, warmup_ms: float, duration_ms: float, seed: int):
+    """The scenario's host, started and run to the end of its warm-up."""
+    h = build(Scenario.build({**data, "sim": {"duration_ms": duration_ms, "warmup_ms": warmup_ms}}), seed)
+    start(h)
+    h.engine.run(int(warmup_ms * 1e6))
+    return h
+
+
 def bench_scenario(data: dict, warmup_ms: float, duration_ms: float, seed: int) -> dict[str, float]:
     """One run; the figures cover the window after the warm-up (the goal scenario's ebizzy
     reaches its steady state, lock-holder preemption included, only after ~25 ms)."""
-    sc = Scenario.build({**data, "sim": {"duration_ms": duration_ms, "warmup_ms": warmup_ms}})
-    h = build(sc, seed)
-    eng = h.engine
-    start(h)
-    eng.run(int(warmup_ms * 1e6))
+    eng = _warmed_up(data, warmup_ms, duration_ms, seed).engine
     p0, s0 = eng.processed, eng.pushes
     c0, w0 = time.process_time(), time.perf_counter()
     eng.run(int(duration_ms * 1e6))
@@ -163,11 +167,7 @@ def bench_scenario(data: dict, warmup_ms: float, duration_ms: float, seed: int) 
 def event_mix(data: dict, warmup_ms: float, duration_ms: float, seed: int = 1) -> tuple[collections.Counter, float]:
     """Heap pops in the window by what they ran: the engine's own loop (``Engine.run``), unrolled
     here so that each pop can be attributed; returns (counts, simulated seconds)."""
-    sc = Scenario.build({**data, "sim": {"duration_ms": duration_ms, "warmup_ms": warmup_ms}})
-    h = build(sc, seed)
-    eng = h.engine
-    start(h)
-    eng.run(int(warmup_ms * 1e6))
+    eng = _warmed_up(data, warmup_ms, duration_ms, seed).engine
     heap, until, mix = eng._heap, int(duration_ms * 1e6), collections.Counter()
     while heap and heap[0][0] <= until:
         time_ns, _, handler, args = heapq.heappop(heap)

@@ -203,11 +203,7 @@ def test_kvm_sched_yield_checks_ready_only_with_266e85a5ec91(boost_queue_head):
 def test_kvm_sched_yield_bails_out_from_a_single_task_runqueue_with_72b268a8e930(bail):
     """1x, one vCPU per pCPU: single_task_running() holds on every pCPU.  With the 5.13 rule the
     hypercall yields nothing and never reaches yield_to; without it, yield_to is tried (ESRCH)."""
-    h = build(scenario(**{"workload.kind": "cpu-bound", "vm.vcpus": 8,
-                          "features.sched_yield_undercommit_bail": bail}), seed=1)
-    start(h)
-    h.engine.run(1_000_000)
-    h.stats.start_measuring(h.engine.now)
+    h = _on_spin_host(**{"overcommit": 1.0, "features.sched_yield_undercommit_bail": bail})
     vm = h.vms[0]
     me = next(v for v in vm.vcpus if v.pcpu is not None and v.pcpu.curr is v)
     target = next(v for v in vm.vcpus if v is not me)
