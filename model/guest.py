@@ -171,6 +171,7 @@ def _idle_loop(h: Host, v: Vcpu) -> None:
             v.hp_phase = HP_HALT
             v.hp_since = h.engine.now
     v.polling = False
+    timer.tick_stop(h, v)
     if not h.sc.vm.hlt_passthrough:
         kvm.hlt(h, v)
 
@@ -359,9 +360,12 @@ def _task_vruntime(t: Task) -> int:
 
 
 def _run_next_task(h: Host, v: Vcpu) -> None:
+    """Leave the idle loop for ``task``: do_idle() -> tick_nohz_idle_exit() (a stopped tick restarts
+    with a TSC-deadline write, an exit) -> schedule_idle() (the switch frame)."""
     task = _pick_next(h, v)
-    timer.tick_start(h, v)
     v.frames.append(Frame(WORK, remaining=GUEST_SWITCH_NS, kernel=True, on_done=lambda: _continue(h, task)))
+    if timer.tick_restart(h, v):
+        return  # the switch runs when the vCPU is back in the guest
     resume(h, v)
 
 

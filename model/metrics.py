@@ -328,7 +328,7 @@ def compute(h: Host, vcpu_totals: list[list[int]], pcpu_totals: list[list[int]],
     m["spinlock_steals_per_s"] = st.counters["spinlock_steals"] / sim_s
     m["pv_waits_per_s"] = st.counters["pv_waits"] / sim_s
     for name in ("guest_wakeups", "resched_ipis", "wakelist_ipis", "wakeups_polling_no_ipi", "guest_preemptions",
-                 "wakeup_preemptions"):
+                 "wakeup_preemptions", "tick_restarts"):
         m[f"{name}_per_s"] = st.counters[name] / sim_s
     polls = sum(v.polls for v in vm0)
     m["halt_poll_success_pct"] = 100.0 * sum(v.polls_ok for v in vm0) / polls if polls else math.nan

@@ -154,6 +154,11 @@ METRICS: dict[str, Metric | str] = {
         "guest wake-ups whose check_preempt_wakeup() preempts the running task, per second",
         "guest sched:sched_wakeup followed by sched_switch (no kernel counter)",
     ),
+    "tick_restarts_per_s": M(
+        "guest idle exits that restart a tick stopped for HLT idle (tick_nohz_idle_exit), each with a"
+        " TSC-deadline write, per second",
+        "guest timer:tick_stop with success=0 -> hrtimer_start of tick_sched_timer (no kernel counter)",
+    ),
     # exits
     "exits_per_s": M(
         "VM exits per second, all vCPUs of the VM", "kvm_exit tracepoint; kvm stat exits", "lower"

@@ -269,6 +269,35 @@ def entry_wait(h: Host, v: Vcpu) -> int:
 # -- the guest tick -----------------------------------------------------------------
 
 
+def tick_stop(h: Host, v: Vcpu) -> None:
+    """tick_nohz_idle_stop_tick() before HLT: the idle vCPU's sched tick stops (ts->tick_stopped).
+
+    do_idle() -> cpuidle_idle_call() stops it for default_idle (no cpuidle driver) and for
+    cpuidle-haltpoll's halt state; its poll state retains it (haltpoll_select clears
+    *stop_tick), and idle=poll never stops it (cpu_idle_force_poll ->
+    tick_nohz_idle_restart_tick).  The model's tick already does nothing on an idle vCPU
+    (``_tick``); what the flag adds is the restart's write.  The stop's own reprogramming
+    (hrtimer_start of the sched timer, a write only when the tick was the first hrtimer) is off
+    the wake-up path and not modelled."""
+    v.tick_stopped = True
+
+
+def tick_restart(h: Host, v: Vcpu) -> bool:
+    """tick_nohz_idle_exit() -> tick_nohz_restart_sched_tick() -> tick_nohz_restart(): a tick
+    stopped for HLT idle restarts on the jiffy grid, and hrtimer_start_expires() of the sched
+    timer, now the first hrtimer, reprograms the clock event (tick_program_event ->
+    lapic_next_deadline): an MSR 0x6e0 write, on the way from the idle loop to the woken task
+    (before schedule_idle()).  True if the vCPU exits for it."""
+    if not v.tick_stopped:
+        tick_start(h, v)
+        return False
+    v.tick_stopped = False
+    tick_start(h, v)
+    h.stats.count(v, "tick_restarts")
+    kvm.simple_exit(h, v, "MSR_WRITE", arm_cost(h), "0x6e0")  # enter_guest resumes the switch frame
+    return True
+
+
 def tick_start(h: Host, v: Vcpu) -> None:
     """The vCPU leaves idle: restart its tick at the next jiffy boundary.
 

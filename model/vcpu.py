@@ -174,6 +174,7 @@ class Vcpu:
     hp_since: int = 0  # when the current poll or halt began
     hp_event: Any = None  # end of the current poll window
     tick_event: Any = None
+    tick_stopped: bool = False  # ts->tick_stopped: the sched tick stopped for HLT idle (model.timer.tick_stop)
     timer_event: Any = None  # workload hrtimer (cyclictest)
     timer_advance_ns: int | None = None  # apic->lapic_timer.timer_advance_ns (None: not yet created)
     expired_tscdeadline: int = -1  # apic->lapic_timer.expired_tscdeadline, ns (-1: none)

@@ -56,6 +56,39 @@ def test_tick_rearms_with_tsc_deadline_writes_on_busy_vcpus():
     assert writes == pytest.approx(4 * 250 * 0.040, rel=0.1)
 
 
+# -- the NOHZ idle tick: stopped for HLT, restarted with a TSC-deadline write (tick_nohz_idle_exit) --
+
+
+def test_hlt_idle_restarts_the_stopped_tick_with_one_write_per_wake_up_on_the_latency_path():
+    # do_idle -> cpuidle_idle_call stops the tick for default_idle (HLT); tick_nohz_idle_exit restarts it
+    # before schedule_idle, so each cyclictest wake-up from HLT has two TSC-deadline writes before the
+    # thread runs: hrtimer_interrupt's and the tick restart's
+    kw = {**SKX2, "workload.kind": "cyclictest", "sim.duration_ms": 120, "sim.warmup_ms": 10}
+    hlt = run(**kw, **{"vm.idle": "hlt"})
+    poll = run(**kw, **{"vm.idle": "poll"})
+    wakeups = 2 * 110  # two threads, 1 ms interval, 110 ms measured
+    assert hlt.metrics["tick_restarts_per_s"] * 0.110 == pytest.approx(wakeups, abs=2)
+    assert poll.metrics["tick_restarts_per_s"] == 0  # idle=poll never stops the tick
+    hlt_writes, poll_writes = (_rows(r)[("MSR_WRITE", "0x6e0")].samples for r in (hlt, poll))
+    assert hlt_writes - poll_writes == pytest.approx(wakeups, abs=2)
+    from model.hardware import SKYLAKE as P
+
+    added_ns = (hlt.metrics["timer_latency_avg_us"] - poll.metrics["timer_latency_avg_us"]) * 1000
+    assert 0.8 * P.exit_msr_tscdeadline_ns < added_ns < 1.3 * P.exit_msr_tscdeadline_ns
+
+
+def test_the_timer_fastpath_shortens_both_writes_of_a_wake_up_from_hlt():
+    kw = {**SKX2, "workload.kind": "cyclictest", "vm.idle": "hlt", "sim.duration_ms": 120, "sim.warmup_ms": 10}
+    on = run(**kw, **{"features.timer_fastpath": True})
+    off = run(**kw, **{"features.timer_fastpath": False})
+    from model.hardware import SKYLAKE as P
+
+    assert not any(row.reason == "PREEMPTION_TIMER" for row in on.exits)  # halted: the host hrtimer fires
+    saved_ns = (off.metrics["timer_latency_avg_us"] - on.metrics["timer_latency_avg_us"]) * 1000
+    write_saving = P.exit_msr_tscdeadline_ns - P.exit_msr_tscdeadline_fast_ns
+    assert 1.6 * write_saving < saved_ns < 2.4 * write_saving
+
+
 # -- timer fastpath re-entry (vmx_vcpu_run: EXIT_FASTPATH_REENTER_GUEST only if !kvm_vcpu_exit_request) --
 
 IMMED = {"hardware": "skylake", "workload.kind": "vmexit", "workload.vmexit.test": "tscdeadline_immed",
