@@ -4,8 +4,10 @@ Latency = when the woken thread reads the clock - the programmed deadline, as
 cyclictest reports it.  On that path, after the timer interrupt is taken:
 hrtimer_interrupt wakes the thread (hrtimer_wakeup) and reprograms the clock
 event device for the next timer (tick_program_event -> lapic_next_deadline: a
-TSC-deadline write, an MSR 0x6e0 exit that the timer fastpath shortens), then
-the wake-up, the switch to the thread and clock_gettime (``wakeup_ns``,
+TSC-deadline write, an MSR 0x6e0 exit that the timer fastpath shortens); with
+HLT idle, the tick that do_idle() stopped restarts on the way out of idle with
+a second such write (model.timer.tick_restart); then the wake-up, the switch to
+the thread and clock_gettime (``wakeup_ns``,
 calibrated to 26efe2fd92e5's cyclictest average with the fastpath off).  The
 thread's own re-arm (clock_nanosleep -> hrtimer_start) is the arming write,
 off the latency path.
