@@ -288,11 +288,10 @@ def tick_restart(h: Host, v: Vcpu) -> bool:
     timer, now the first hrtimer, reprograms the clock event (tick_program_event ->
     lapic_next_deadline): an MSR 0x6e0 write, on the way from the idle loop to the woken task
     (before schedule_idle()).  True if the vCPU exits for it."""
-    if not v.tick_stopped:
-        tick_start(h, v)
-        return False
-    v.tick_stopped = False
+    stopped, v.tick_stopped = v.tick_stopped, False
     tick_start(h, v)
+    if not stopped:
+        return False
     h.stats.count(v, "tick_restarts")
     kvm.simple_exit(h, v, "MSR_WRITE", arm_cost(h), "0x6e0")  # enter_guest resumes the switch frame
     return True
