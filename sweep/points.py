@@ -9,11 +9,14 @@ times one replicate.  Two rules make a sweep reproducible whatever runs it:
   same scenario, and the analysis needs a result for each row.  For grids and
   factorials every row is a different scenario anyway.
 * ``seed`` comes from ``numpy.random.SeedSequence`` fed with the sweep seed,
-  the replicate and a hash of the scenario *without* its ``features.*`` keys.
-  Points that differ only in feature toggles therefore share their seed
-  (common random numbers): the report pairs feature on/off points that are
-  identical otherwise, and their difference is the feature's, not the noise's.
-  Nothing about the worker or the order of execution enters a seed.
+  the replicate and a hash of the scenario *without* its ``features.*`` keys
+  and without the knob blocks of workloads that no VM of the scenario runs
+  (:func:`seed_keys`).  Points that differ only in feature toggles therefore
+  share their seed (common random numbers): the report pairs feature on/off
+  points that are identical otherwise, and their difference is the feature's,
+  not the noise's.  And a change to one workload's default knob reseeds only
+  the points that run that workload.  Nothing about the worker or the order of
+  execution enters a seed.
 
 Points are generated lazily from the design; :func:`census` walks the design
 once up front (in constant memory) so that an impossible combination is a
@@ -41,6 +44,8 @@ POINT_ID_HEX = 32  # 128 bits of sha256: collisions are not a concern
 POINT_STREAM = 1  # sub-stream of the sweep seed for point seeds (the design uses 0)
 SEED_MASK = (1 << 63) - 1  # seeds are stored as int64: keep them non-negative
 CRN_EXCLUDED_PREFIX = "features."  # keys left out of the seed hash (common random numbers)
+WORKLOAD_PREFIX = "workload."  # workload.kind, then one knob block per kind: workload.<kind>.<knob>
+SAME_AS_MEASURED = "same"  # corunner.workload: the co-runners run the measured VM's workload
 MAX_LISTED_PROBLEMS = 5  # distinct impossible-combination messages shown in an error
 CHECK_ALL_ROWS = 20_000  # designs up to this many rows have every row checked up front (~1 s)
 CHECK_SAMPLE_ROWS = 2_000  # larger ones: this many rows spread over the design
@@ -86,9 +91,30 @@ def make_point_id(digest: str, replicate: int, design_index: int) -> str:
     return hashlib.sha256(f"{digest}/{replicate}/{design_index}".encode()).hexdigest()[:POINT_ID_HEX]
 
 
+def seed_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """The part of a flat scenario that a point's seed hashes.
+
+    Left out: ``features.*`` (common random numbers across feature toggles), and the knob
+    blocks ``workload.<kind>.*`` of the kinds that neither the measured VM (``workload.kind``)
+    nor the co-runners (``corunner.workload``) run: a VM reads only its own kind's block
+    (model.workloads.knobs_of), so those keys cannot change a run."""
+    kinds = {flat.get("workload.kind"), flat.get("corunner.workload")}
+    if SAME_AS_MEASURED in kinds:
+        kinds = (kinds - {SAME_AS_MEASURED}) | {flat.get("workload.kind")}
+    blocks = {str(kind).replace("-", "_") for kind in kinds if kind is not None}
+
+    def hashed(key: str) -> bool:
+        if key.startswith(CRN_EXCLUDED_PREFIX):
+            return False
+        parts = key.split(".", 2)
+        return not (key.startswith(WORKLOAD_PREFIX) and len(parts) == 3 and parts[1] not in blocks)
+
+    return {k: v for k, v in flat.items() if hashed(k)}
+
+
 def derive_seed(sweep_seed: int, replicate: int, flat: dict[str, Any]) -> int:
-    """The point's seed: sweep seed x replicate x scenario-without-features."""
-    crn = {k: v for k, v in flat.items() if not k.startswith(CRN_EXCLUDED_PREFIX)}
+    """The point's seed: sweep seed x replicate x the scenario's :func:`seed_keys`."""
+    crn = seed_keys(flat)
     words = np.frombuffer(hashlib.sha256(canonical_json(crn).encode()).digest()[:16], dtype=np.uint32)
     ss = np.random.SeedSequence(sweep_seed, spawn_key=(POINT_STREAM, replicate, *map(int, words)))
     return int(ss.generate_state(1, dtype=np.uint64)[0]) & SEED_MASK

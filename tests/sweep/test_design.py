@@ -156,6 +156,27 @@ def test_point_ids_and_seeds_are_stable() -> None:
     )
 
 
+def test_seed_hashes_only_the_workloads_the_vms_run() -> None:
+    """A knob of a workload no VM runs cannot change a run, so it must not reseed the point; the
+    measured VM's knobs and the co-runners' must."""
+    from model import Scenario
+
+    def seed(overrides: dict) -> int:
+        return points.derive_seed(7, 0, Scenario.build({}, {"workload.kind": "ebizzy", **overrides}).flat())
+
+    base = seed({})
+    assert seed({"workload.cyclictest.wakeup_ns": 999}) == base  # nobody runs cyclictest
+    assert seed({"workload.pbzip2.block_bytes": 500_000}) == base
+    assert seed({"features.boost_ready": True}) == base  # common random numbers
+    assert seed({"workload.ebizzy.chunk_kib": 256}) != base  # the measured VM's own knob
+    assert seed({"workload.cpu_bound.chunk_us": 500}) != base  # the co-runners' (cpu-bound by default)
+    same = seed({"corunner.workload": "same"})
+    assert seed({"corunner.workload": "same", "workload.cpu_bound.chunk_us": 500}) == same
+    assert seed({"corunner.workload": "hackbench", "workload.hackbench.loops": 7}) != seed(
+        {"corunner.workload": "hackbench"}
+    )
+
+
 def test_points_are_lazy() -> None:
     cfg = _cfg(
         {"design": "random", "samples": 100_000, "params": {"vm.guest_hz": {"low": 100, "high": 1000}}}
